@@ -1,0 +1,284 @@
+-- corio: asyncio for Lua. The scheduler, tasks and timers are C ("corio.core",
+-- "corio._timer"); this module adds the composition on top of them: run, gather, wait_for,
+-- timeout, wait, as_completed, shield.
+local core = require "corio.core"
+local timer = require "corio._timer"
+
+local M = core
+M.sleep = timer.sleep
+M.now = timer.now
+M._VERSION = "corio 0.1.0"
+
+local spawn, _wait, _collect = core.spawn, core._wait, core._collect
+local is_cancelled, is_timeout = core.is_cancelled, core.is_timeout
+local pack, unpack, select, type, error, pcall = table.pack, table.unpack, select, type, error, pcall
+local getmetatable = getmetatable
+
+local is_task = core.is_task
+
+-- A task, or a function (plus arguments) spawned as one.
+local function as_task(v, what)
+  if is_task(v) then return v end
+  local tv = type(v)
+  if tv == "function" or (tv == "table" and getmetatable(v) and getmetatable(v).__call) then
+    return spawn(v)
+  end
+  error(("%s: expected a task or a function, got %s"):format(what, tv), 3)
+end
+
+-- corio.run(fn, ...) -> fn's results, like asyncio.run: runs fn as a task, waits for it, then
+-- cancels whatever tasks it left running (their cleanup runs) before returning. Errors are
+-- raised. Called from inside a task, it simply awaits a new task.
+function M.run(fn, ...)
+  if type(fn) ~= "function" then
+    error(("run: expected a function, got %s"):format(type(fn)), 2)
+  end
+  local before = M._last_task_id()
+  local task = spawn(fn, ...)
+  local r = pack(pcall(task.await, task))
+  if not M.current_task() then
+    if M._cancel_all(before) > 0 then
+      -- let the cancelled tasks unwind: each wakes with corio.Cancelled and finishes
+      local left = {}
+      for _, t in ipairs(M.all_tasks()) do
+        if t.id > before then left[#left + 1] = t end
+      end
+      if #left > 0 then _wait(left, #left, false) end
+    end
+  end
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+-- Split gather's arguments: tasks/functions, then an optional options table. A single plain
+-- table whose [1] is set is the list itself.
+local function gather_args(...)
+  local n = select("#", ...)
+  local last = n > 0 and select(n, ...) or nil
+  local opts
+  if type(last) == "table" and getmetatable(last) == nil and last[1] == nil then
+    opts, n = last, n - 1
+  end
+  local list
+  if n == 1 then
+    local first = ...
+    if type(first) == "table" and getmetatable(first) == nil then list = first end
+  end
+  if not list then list = pack(...); list.n = nil; for i = n + 1, #list do list[i] = nil end end
+  return list, opts or {}
+end
+
+-- corio.gather(aw1, aw2, ... [, {return_errors = true, concurrency = n}]) -> results[, errors]
+-- corio.gather(list [, opts])
+-- Runs functions as tasks (tasks are taken as they are) and waits for all of them. `results`
+-- is a list in argument order holding each one's first return value (results.n is the count;
+-- use task:await() for several values). The first error raised by a child is raised at once
+-- (the others keep running, as in asyncio). With return_errors, errors are kept in place in
+-- `results` and also in `errors[i]`. Cancelling the gathering task cancels every child.
+-- `concurrency = n` starts at most n of the functions at a time.
+function M.gather(...)
+  local list, opts = gather_args(...)
+  local n = #list
+  local tasks = {}
+  local return_errors = opts.return_errors and true or false
+  if opts.concurrency then
+    return M.map(function(aw)
+      return as_task(aw, "gather"):await()
+    end, list, {concurrency = opts.concurrency, return_errors = return_errors})
+  end
+  for i = 1, n do tasks[i] = as_task(list[i], "gather") end
+  local ok, failed = pcall(_wait, tasks, n, not return_errors)
+  if not ok then
+    for i = 1, n do tasks[i]:cancel() end
+    error(failed, 0)
+  end
+  if failed then
+    local t = tasks[failed]
+    return error(t:error(), 0)
+  end
+  return _collect(tasks, return_errors)
+end
+
+-- corio.map(fn, items [, {concurrency = n, return_errors = bool}]) -> results[, errors]
+-- Calls fn(item, i) for every item in tasks, at most `concurrency` at once (default: all),
+-- and returns the results in the order of the items.
+function M.map(fn, items, opts)
+  opts = opts or {}
+  local n = #items
+  local limit = opts.concurrency or n
+  if type(limit) ~= "number" or limit < 1 then
+    error("map: concurrency must be a positive number", 2)
+  end
+  local results, errors, failure = {n = n}, {}, nil
+  local next_index = 0
+  local function worker()
+    while not failure do
+      next_index = next_index + 1
+      local i = next_index
+      if i > n then return end
+      local ok, v = pcall(fn, items[i], i)
+      if ok then
+        results[i] = v
+      elseif is_cancelled(v) then
+        error(v, 0)
+      elseif opts.return_errors then
+        results[i], errors[i] = v, v
+      else
+        failure = failure or {v}
+      end
+    end
+  end
+  local workers = {}
+  for w = 1, math.min(limit, n) do workers[w] = spawn(worker) end
+  local ok, err = pcall(_wait, workers, #workers, true)
+  if not ok then
+    for _, w in ipairs(workers) do w:cancel() end
+    error(err, 0)
+  end
+  if failure then
+    for _, w in ipairs(workers) do w:cancel() end
+    error(failure[1], 0)
+  end
+  if err then error(workers[err]:error(), 0) end
+  return results, errors
+end
+
+-- corio.timeout(seconds, fn, ...) -> fn's results
+-- Runs fn(...) in the current task; when the time is up the task is cancelled at its
+-- suspension point, the cancellation unwinds fn, and corio.Timeout is raised here.
+function M.timeout(seconds, fn, ...)
+  if type(seconds) ~= "number" then
+    error(("timeout: seconds must be a number, got %s"):format(type(seconds)), 2)
+  end
+  if type(fn) ~= "function" then
+    error(("timeout: expected a function, got %s"):format(type(fn)), 2)
+  end
+  local task = M.current_task()
+  if not task then
+    -- top-level code: run the body as a task so that it can be cancelled
+    return M.run(M.timeout, seconds, fn, ...)
+  end
+  local deadline = timer._deadline(seconds)
+  local r = pack(pcall(fn, ...))
+  local fired = deadline:stop()
+  if fired then
+    if task:uncancel() == 0 and (not r[1] and is_cancelled(r[2])) then
+      error(core._new_timeout(("timed out after %g seconds"):format(seconds)), 0)
+    end
+  end
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+-- corio.wait_for(task_or_fn, seconds) -> results
+-- Waits for a task (or runs a function) with a time limit: on expiry the work is cancelled
+-- (and waited for) and corio.Timeout is raised.
+function M.wait_for(aw, seconds)
+  if is_task(aw) then
+    if aw:done() then return aw:await() end
+    if seconds == nil then return aw:await() end
+    local r = pack(pcall(M.timeout, seconds, aw.await, aw))
+    if not r[1] then
+      if is_timeout(r[2]) and not aw:done() then
+        aw:cancel()
+        pcall(_wait, {aw}, 1, false)
+      end
+      error(r[2], 0)
+    end
+    return unpack(r, 2, r.n)
+  end
+  if type(aw) ~= "function" then
+    error(("wait_for: expected a task or a function, got %s"):format(type(aw)), 2)
+  end
+  if seconds == nil then return aw() end
+  return M.timeout(seconds, aw)
+end
+
+-- corio.wait(tasks [, {return_when = "ALL_COMPLETED" | "FIRST_COMPLETED" | "FIRST_ERROR",
+--                      timeout = seconds}]) -> done, pending
+-- Waits without raising; `done` and `pending` are lists of the given tasks (functions are
+-- spawned). On timeout it returns what is done so far; nothing is cancelled.
+function M.wait(list, opts)
+  if type(list) ~= "table" then error("wait: expected a list of tasks", 2) end
+  opts = opts or {}
+  local when = opts.return_when or "ALL_COMPLETED"
+  local tasks = {}
+  for i = 1, #list do tasks[i] = as_task(list[i], "wait") end
+  local needed, stop
+  if when == "ALL_COMPLETED" then needed, stop = #tasks, false
+  elseif when == "FIRST_COMPLETED" then needed, stop = math.min(1, #tasks), false
+  elseif when == "FIRST_ERROR" then needed, stop = #tasks, true
+  else error(("wait: unknown return_when %q"):format(tostring(when)), 2) end
+  if opts.timeout then
+    local ok, err = pcall(M.timeout, opts.timeout, _wait, tasks, needed, stop)
+    if not ok and not is_timeout(err) then error(err, 0) end
+  else
+    _wait(tasks, needed, stop)
+  end
+  local done, pending = {}, {}
+  for _, t in ipairs(tasks) do
+    local into = t:done() and done or pending
+    into[#into + 1] = t
+  end
+  return done, pending
+end
+
+-- for task in corio.as_completed(tasks [, {timeout = s}]) do ... end
+-- Yields the tasks in the order they finish (functions are spawned first).
+function M.as_completed(list, opts)
+  opts = opts or {}
+  local tasks = {}
+  for i = 1, #list do tasks[i] = as_task(list[i], "as_completed") end
+  local finished, head = {}, 1
+  local waiter
+  for _, t in ipairs(tasks) do
+    t:add_done_callback(function(done)
+      finished[#finished + 1] = done
+      if waiter and not waiter:done() then waiter:set_result() end
+    end)
+  end
+  local deadline = opts.timeout and (M.now() + opts.timeout)
+  local given = 0
+  return function()
+    if given == #tasks then return nil end
+    while head > #finished do
+      waiter = M.Future()
+      if deadline then
+        local left = deadline - M.now()
+        local ok, err = pcall(M.wait_for, function() return waiter:await() end, math.max(left, 0))
+        if not ok then error(err, 0) end
+      else
+        waiter:await()
+      end
+    end
+    local t = finished[head]
+    finished[head] = nil
+    head = head + 1
+    given = given + 1
+    return t
+  end
+end
+
+-- corio.shield(task) -> Future that completes as the task does, but whose cancellation does
+-- not reach the task (as asyncio.shield).
+function M.shield(aw)
+  local task = as_task(aw, "shield")
+  if task:done() then return task end
+  local outer = M.Future()
+  task:add_done_callback(function(t)
+    if outer:done() then
+      if not t:cancelled() then t:error() end
+      return
+    end
+    if t:cancelled() then
+      outer:cancel()
+    else
+      local err = t:error()
+      if err ~= nil then outer:set_error(err)
+      else outer:set_result(t:result()) end
+    end
+  end)
+  return outer
+end
+
+return M

@@ -1,0 +1,59 @@
+-- Shared by the specs: leak checks run after every test, and small helpers.
+-- Every spec file does `after_each(support.assert_clean)`.
+local corio = require "corio"
+
+local S = {}
+
+-- Let what is about to finish finish: a few loop turns.
+function S.settle()
+  for _ = 1, 3 do corio.sleep(0) end
+end
+
+-- No task, anchor, timer or libuv handle may outlive a test; garbage goes with collection.
+function S.assert_clean()
+  S.settle()
+  collectgarbage()
+  collectgarbage()
+  local st = corio._stats()
+  local leftover = {}
+  for _, t in ipairs(corio.all_tasks()) do
+    leftover[#leftover + 1] = tostring(t)
+    t:cancel()
+  end
+  if #leftover > 0 then
+    S.settle()
+    error("tasks left running after the test: " .. table.concat(leftover, "; "), 2)
+  end
+  assert(st.tasks == 0, ("%d tasks left"):format(st.tasks))
+  assert(st.anchors == 0, ("%d anchors left"):format(st.anchors))
+  assert(st.timers == 0, ("%d timers left"):format(st.timers))
+  assert(st.handles == 0, ("%d libuv handles left"):format(st.handles))
+end
+
+-- Run `lua_code` in a separate corio process: returns stdout, stderr, exit code.
+function S.run_corio(args, stdin)
+  local corio_bin = os.getenv("CORIO") or "build/corio"
+  local out, err = os.tmpname(), os.tmpname()
+  local inp
+  local cmd = corio_bin .. " " .. args .. " >" .. out .. " 2>" .. err
+  if stdin then
+    inp = os.tmpname()
+    local f = assert(io.open(inp, "w")); f:write(stdin); f:close()
+    cmd = cmd .. " <" .. inp
+  else
+    cmd = cmd .. " </dev/null"
+  end
+  local _, _, code = os.execute(cmd)
+  local function slurp(p) local f = io.open(p); local s = f:read("a"); f:close(); os.remove(p); return s end
+  if inp then os.remove(inp) end
+  return slurp(out), slurp(err), code
+end
+
+-- Write a temporary Lua script and return its path.
+function S.script(code)
+  local p = os.tmpname() .. ".lua"
+  local f = assert(io.open(p, "w")); f:write(code); f:close()
+  return p
+end
+
+return S
