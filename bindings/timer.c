@@ -45,6 +45,7 @@ static void sift_down(corio_runtime *rt, int i) {
 }
 
 static void heap_timer_cb(uv_timer_t *h);
+static void rearm(corio_runtime *rt);
 
 /* Arm the uv timer for the earliest deadline (rounded up to whole milliseconds). */
 static void rearm(corio_runtime *rt) {
@@ -62,11 +63,13 @@ static void heap_timer_cb(uv_timer_t *h) {
   corio_runtime *rt = h->data;
   uint64_t now = uv_hrtime();
   rt->in_loop++;
+  rt->in_timer_cb = 1;
   while (rt->heap_len > 0 && rt->heap[0]->when <= now) {
     corio_timer *t = rt->heap[0];
     corio__timer_stop(rt, t);
     t->fire(rt, t);
   }
+  rt->in_timer_cb = 0;
   rt->in_loop--;
   rearm(rt);
 }
@@ -99,7 +102,9 @@ void corio__timer_stop(corio_runtime *rt, corio_timer *t) {
     sift_down(rt, i);
     sift_up(rt, last->index);
   }
-  /* The uv timer may now fire early for a removed root: the callback checks and re-arms. */
+  /* A new root (or none): move the uv timer, so that a cancelled long sleep does not keep
+   * the loop alive. The heap callback re-arms once after its own batch instead. */
+  if (i == 0 && !rt->in_timer_cb) rearm(rt);
 }
 
 void corio__timer_init(corio_runtime *rt) {

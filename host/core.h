@@ -127,6 +127,7 @@ struct corio_runtime {
   corio_timer **heap;
   int heap_len, heap_cap;
   uint64_t timer_seq;
+  int in_timer_cb;          /* the heap callback is firing timers: re-arm once at its end */
   uint64_t next_task_id;
   int live_tasks;           /* spawned and not done */
   int anchors;              /* outstanding corio__anchor() refs */
