@@ -1,6 +1,7 @@
 -- corio: asyncio for Lua. The scheduler, tasks and timers are C ("corio.core",
 -- "corio._timer"); this module adds the composition on top of them: run, gather, wait_for,
--- timeout, wait, as_completed, shield.
+-- timeout, wait, as_completed, shield, and attaches the messaging modules (queues, locks,
+-- task groups, the bus).
 local core = require "corio.core"
 local timer = require "corio._timer"
 
@@ -279,6 +280,14 @@ function M.shield(aw)
     end
   end)
   return outer
+end
+
+-- Messaging and structured concurrency live in their own modules (scripts/corio/*.lua); they
+-- are built on corio.core alone and attached here.
+for _, name in ipairs {"corio.queue", "corio.sync", "corio.group", "corio.bus"} do
+  for k, v in pairs(require(name)) do
+    if k:sub(1, 1) ~= "_" then M[k] = v end
+  end
 end
 
 return M
