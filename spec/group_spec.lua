@@ -24,7 +24,10 @@ describe("corio.group / TaskGroup", function()
           g:spawn(function() corio.sleep(0.001 * i); done[#done + 1] = i end)
         end
         -- a child may spawn more children into the group
-        g:spawn(function() corio.sleep(0); g:spawn(function() corio.sleep(0.005); done[#done + 1] = 4 end) end)
+        g:spawn(function()
+          corio.sleep(0)
+          g:spawn(function() corio.sleep(0.005); done[#done + 1] = 4 end)
+        end)
         return x, "b"
       end, "a")
       assert.equal("a", a)

@@ -296,11 +296,12 @@ describe("corio.Condition", function()
       cond:release()
       corio.gather(tasks)
       assert.equal(3, n)
-      assert.has_error(function() corio.Condition({}) end, "Condition: expected a corio.Lock or nothing")
+      assert.has_error(function() corio.Condition({}) end,
+                       "Condition: expected a corio.Lock or nothing")
     end)
   end)
 
-  it("a cancelled wait re-acquires the lock before raising, and passes a notification on", function()
+  it("a cancelled wait re-acquires the lock, and passes a notification on", function()
     corio.run(function()
       local cond = corio.Condition()
       local held_when_cancelled
