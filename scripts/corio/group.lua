@@ -45,7 +45,7 @@ function M.TaskGroup()
   return setmetatable({
     _owner = current_task(),   -- nil at top level: there is no task to cancel there
     _children = {},            -- every child, in spawn order
-    _errors = {}, _failed_tasks = {}, _tracebacks = {},
+    _errors = {}, _failed_tasks = {}, _tracebacks = {}, _seen = {},
     _failed = false,           -- a child failed: siblings were cancelled
     _cancelled_owner = false,  -- we cancelled the owner to stop the body
     _closed = false,
@@ -56,10 +56,18 @@ local function cancel_children(g)
   for _, t in ipairs(g._children) do t:cancel() end
 end
 
+-- A failure's error object; nil (error(nil)) cannot sit in a list, so it is named instead.
+local function failure_of(t)
+  local e = t:error()
+  if e == nil then return "(error object is a nil value)" end
+  return e
+end
+
 local function child_done(g, t)
-  if not t:cancelled() and t:error() ~= nil then
+  if t.state == "failed" and not g._seen[t] then
+    g._seen[t] = true
     local errors = g._errors
-    errors[#errors + 1] = t:error()
+    errors[#errors + 1] = failure_of(t)
     g._failed_tasks[#errors] = t
     g._tracebacks[#errors] = t.traceback
     if not g._failed then
@@ -100,13 +108,16 @@ local function pending(g)
   return list
 end
 
--- g:wait([body_error]) [suspends]: waits for every child; raises TaskGroupError if any
--- failed (body_error, an error of the group's body, is listed first).
-function TaskGroup:wait(body_error)
+-- Leave the group: wait for every child; raise TaskGroupError if any failed. `body_failed`
+-- says the group's body raised `body_error` (listed first; nil is a valid error object).
+local function finish(self, body_failed, body_error)
   if self._closed then return end
   self._closing = true
   local outer_cancel
-  if body_error ~= nil then
+  if not body_failed then
+    body_error = nil
+  else
+    if body_error == nil then body_error = "(error object is a nil value)" end
     if is_cancelled(body_error) and self._owner_cancel_pending then
       -- our own cancellation of the body, because a child failed
       body_error, self._owner_cancel_pending = nil, false
@@ -124,7 +135,7 @@ function TaskGroup:wait(body_error)
     if not ok then
       if not is_cancelled(err) then
         cancel_children(self)
-        body_error = body_error or err
+        if body_error == nil then body_error = err end
       elseif self._owner_cancel_pending then
         self._owner_cancel_pending = false  -- ours, delivered late
       else
@@ -134,14 +145,7 @@ function TaskGroup:wait(body_error)
     end
   end
   -- the callbacks of the last children run soon after they finish: account for them here
-  for _, t in ipairs(self._children) do
-    local e = not t:cancelled() and t:error()
-    if e ~= nil and e ~= false then
-      local seen = false
-      for _, ft in ipairs(self._failed_tasks) do if ft == t then seen = true end end
-      if not seen then child_done(self, t) end
-    end
-  end
+  for _, t in ipairs(self._children) do child_done(self, t) end
   self._closed = true
   if self._cancelled_owner and self._owner then self._owner:uncancel() end
   local errors = self._errors
@@ -163,10 +167,15 @@ function TaskGroup:wait(body_error)
   if outer_cancel then error(outer_cancel, 0) end
 end
 
+-- g:wait() [suspends]: waits for every child; raises TaskGroupError if any failed.
+function TaskGroup:wait()
+  return finish(self, false)
+end
+
 -- <close>: leaving the scope waits for the children (an error leaving the scope counts as
 -- the body's failure).
 TaskGroup.__close = function(g, err)
-  g:wait(err)
+  finish(g, err ~= nil, err)
 end
 
 function TaskGroup:children() return {table.unpack(self._children)} end
@@ -191,7 +200,7 @@ function M.group(fn, ...)
   end
   local g = M.TaskGroup()
   local r = pack(pcall(fn, g, ...))
-  if r[1] then g:wait() else g:wait(r[2]) end
+  finish(g, not r[1], r[2])
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
 end
