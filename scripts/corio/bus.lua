@@ -152,7 +152,24 @@ end
 -- sub:get() -> topic, message [suspends]; nil once the subscription is closed (or the bus
 -- closed and the buffer drained).
 function Subscription:get()
-  if self._n - self._reserved > 0 then return take(self) end
+  local n = self._n
+  if n - self._reserved > 0 then
+    -- take() inlined: this is the inner loop of every subscriber
+    local h = self._head
+    local topics, msgs = self._topics, self._msgs
+    local topic, msg = topics[h], msgs[h]
+    topics[h], msgs[h] = nil, nil
+    h = h + 1
+    if h > self.size then h = 1 end
+    self._head = h
+    self._n = n - 1
+    local putters = self._putters
+    if putters.n > 0 then
+      self._slots = self._slots + 1
+      putters:wake(true)
+    end
+    return topic, msg
+  end
   if self._ended then return nil end
   local getters = self._getters
   local f = getters:add()
