@@ -117,6 +117,28 @@ describe("corio.Lock", function()
     end)
   end)
 
+  it("stays fair and small when many waiters time out", function()
+    corio.run(function()
+      local lock = corio.Lock()
+      lock:acquire()
+      local order = {}
+      local a = corio.spawn(function() lock:acquire(); order[#order + 1] = "a"; lock:release() end)
+      corio.sleep(0)
+      for _ = 1, 200 do
+        pcall(corio.wait_for, function() return lock:acquire() end, 0)
+      end
+      local b = corio.spawn(function() lock:acquire(); order[#order + 1] = "b"; lock:release() end)
+      corio.sleep(0)
+      local w = lock._waiters
+      assert.is_true(w.tail - w.head + 1 <= 66, "tombstones were not swept")
+      assert.equal(2, w.n)
+      lock:release()
+      corio.gather {a, b}
+      assert.same({"a", "b"}, order)
+      assert.is_false(lock:locked())
+    end)
+  end)
+
   it("composes with wait_for", function()
     corio.run(function()
       local lock = corio.Lock()

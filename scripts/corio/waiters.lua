@@ -5,6 +5,8 @@
 -- a waiter that gives up (cancelled, timed out) before being woken cancels its own future,
 -- which leaves it in the list as a tombstone that wake() skips: removal is O(1) and the
 -- order of the others is untouched, so a cancelled waiter never blocks the ones behind it.
+-- Tombstones are swept out once they outnumber the live waiters, so a loop that keeps timing
+-- out on an idle queue does not grow the list.
 local core = require "corio.core"
 
 local Future = core.Future
@@ -17,7 +19,7 @@ Waiters.__index = Waiters
 
 -- Waiters() -> an empty FIFO. `n` counts the live (not given up) waiters.
 function W.new()
-  return setmetatable({head = 1, tail = 0, n = 0}, Waiters)
+  return setmetatable({head = 1, tail = 0, n = 0, dead = 0}, Waiters)
 end
 
 -- w:add() -> a new future, queued last.
@@ -43,8 +45,9 @@ function Waiters:wake(value)
       f:set_result(value)
       return true
     end
+    self.dead = self.dead - 1
   end
-  self.head, self.tail = 1, 0
+  self.head, self.tail, self.dead = 1, 0, 0
   return false
 end
 
@@ -59,6 +62,21 @@ end
 function Waiters:give_up(f)
   f:cancel()
   self.n = self.n - 1
+  local dead = self.dead + 1
+  self.dead = dead
+  if dead > 32 and dead > self.n then
+    -- sweep: keep the live waiters, in order, at the front
+    local j, h, t = 0, self.head, self.tail
+    for i = h, t do
+      local w = self[i]
+      self[i] = nil
+      if not w:done() then
+        j = j + 1
+        self[j] = w
+      end
+    end
+    self.head, self.tail, self.dead = 1, j, 0
+  end
 end
 
 -- The outcome of a wait: the value the waker gave, or nil if the waiter was not woken
