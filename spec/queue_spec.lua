@@ -454,6 +454,30 @@ describe("corio.PriorityQueue", function()
     end
   end)
 
+  it("loses nothing when the order function raises", function()
+    local q = corio.PriorityQueue()
+    for _, v in ipairs {5, 3, 8, 1, 9, 2, 7} do q:put(v) end
+    assert.error_matches(function() q:put("x") end, "attempt to compare")
+    assert.equal(7, q:qsize())
+    local out = {}
+    while not q:empty() do out[#out + 1] = q:get() end
+    assert.same({1, 2, 3, 5, 7, 8, 9}, out)
+    -- a comparison failing while an item is taken leaves the heap whole too
+    local fail = false
+    local q2 = corio.PriorityQueue(function(a, b)
+      if fail then error("broken order", 0) end
+      return a < b
+    end)
+    for _, v in ipairs {4, 2, 6, 1, 3} do q2:put(v) end
+    fail = true
+    assert.has_error(function() q2:get() end, "broken order")
+    fail = false
+    assert.equal(5, q2:qsize())
+    out = {}
+    while not q2:empty() do out[#out + 1] = q2:get() end
+    assert.same({1, 2, 3, 4, 6}, out)
+  end)
+
   it("takes a custom order and a maxsize", function()
     local q = corio.PriorityQueue(2, function(a, b) return a > b end)
     q:put(1); q:put(5)

@@ -86,6 +86,7 @@ local function new_queue(kind, maxsize, less, what)
   local items = {}
   local head, tail, size = 1, 0, 16      -- ring
   local seqs, seq = {}, 0                -- heap: insertion numbers break ties
+  local path = {}                        -- heap: the sift-down path, reused
 
   local function grow()
     local grown, h = {}, head
@@ -107,19 +108,23 @@ local function new_queue(kind, maxsize, less, what)
     elseif kind == LIFO then
       items[n + 1] = v
     else
-      seq = seq + 1
-      local i = n + 1
-      while i > 1 do   -- sift up: parents that must come after v move down
-        local p = i // 2
+      -- Sift up. All comparisons (user code that may raise) happen before any write, so
+      -- a failing `less` leaves the heap as it was.
+      local s = seq + 1
+      local j = n + 1
+      while j > 1 do
+        local p = j // 2
         local pv = items[p]
-        if less(v, pv) or (not less(pv, v) and seq < seqs[p]) then
-          items[i], seqs[i] = pv, seqs[p]
-          i = p
-        else
-          break
-        end
+        if less(v, pv) or (not less(pv, v) and s < seqs[p]) then j = p else break end
       end
-      items[i], seqs[i] = v, seq
+      local i = n + 1
+      while i > j do
+        local p = i // 2
+        items[i], seqs[i] = items[p], seqs[p]
+        i = p
+      end
+      items[j], seqs[j] = v, s
+      seq = s
     end
     n = n + 1
   end
@@ -137,26 +142,34 @@ local function new_queue(kind, maxsize, less, what)
       v = items[n]
       items[n] = nil
     else
+      -- Sift the last element down from the root: first find the path (comparisons only),
+      -- then move, so that a failing `less` loses nothing.
       v = items[1]
       local last, lseq = items[n], seqs[n]
+      local m, depth, i = n - 1, 0, 1
+      while true do
+        local c = i * 2
+        if c > m then break end
+        local cv, cs = items[c], seqs[c]
+        if c < m then
+          local dv, ds = items[c + 1], seqs[c + 1]
+          if less(dv, cv) or (not less(cv, dv) and ds < cs) then c, cv, cs = c + 1, dv, ds end
+        end
+        if less(cv, last) or (not less(last, cv) and cs < lseq) then
+          depth = depth + 1
+          path[depth] = c
+          i = c
+        else
+          break
+        end
+      end
       items[n], seqs[n] = nil, nil
-      local m = n - 1
-      if m > 0 then   -- sift the last element down from the root
-        local i = 1
-        while true do
-          local c = i * 2
-          if c > m then break end
-          local cv, cs = items[c], seqs[c]
-          if c < m then
-            local dv, ds = items[c + 1], seqs[c + 1]
-            if less(dv, cv) or (not less(cv, dv) and ds < cs) then c, cv, cs = c + 1, dv, ds end
-          end
-          if less(cv, last) or (not less(last, cv) and cs < lseq) then
-            items[i], seqs[i] = cv, cs
-            i = c
-          else
-            break
-          end
+      if m > 0 then
+        i = 1
+        for d = 1, depth do
+          local c = path[d]
+          items[i], seqs[i] = items[c], seqs[c]
+          i = c
         end
         items[i], seqs[i] = last, lseq
       end
