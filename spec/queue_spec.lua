@@ -56,6 +56,7 @@ describe("corio.Queue", function()
     assert.matches("cannot put nil in a queue", err)
     ok, err = pcall(q.put, q, nil)
     assert.matches("put: cannot put nil", err)
+    assert.error_matches(function() q.put(5) end, "put: call it as a method, q:put%(v%)")
     assert.equal(0, q:qsize())
   end)
 

@@ -32,7 +32,8 @@ local function shut_down(op)
   return QueueShutDown.new(op .. ": the queue is shut down")
 end
 
-local function nil_item(op)
+local function nil_item(op, self, q)
+  if self ~= q then return ("%s: call it as a method, q:%s(v)"):format(op, op) end
   return op .. ": cannot put nil in a queue (nil means 'no value' in Lua: use false or a "
          .. "sentinel value)"
 end
@@ -250,7 +251,7 @@ local function new_queue(kind, maxsize, less, what)
   -- q:put(v) [suspends while the queue is full]
   if kind == FIFO then
     -- the ring push and the getter hand-off inlined: the hottest path of all
-    function q.put(_, v)
+    function q.put(self, v)
       if n + slots < lim and v ~= nil and n < size then
         local t = tail + 1
         if t > size then t = 1 end
@@ -264,7 +265,7 @@ local function new_queue(kind, maxsize, less, what)
         end
         return
       end
-      if v == nil then error(nil_item("put"), 2) end
+      if v == nil then error(nil_item("put", self, q), 2) end
       if is_shut then error(shut_down("put"), 2) end
       if n + slots < cap then
         push(v)
@@ -273,8 +274,8 @@ local function new_queue(kind, maxsize, less, what)
       return wait_put(v)
     end
   else
-    function q.put(_, v)
-      if v == nil then error(nil_item("put"), 2) end
+    function q.put(self, v)
+      if v == nil then error(nil_item("put", self, q), 2) end
       if n + slots < lim then
         push(v)
         return added()
@@ -285,8 +286,8 @@ local function new_queue(kind, maxsize, less, what)
   end
 
   -- q:put_nowait(v): adds v or raises QueueFull (or QueueShutDown).
-  function q.put_nowait(_, v)
-    if v == nil then error(nil_item("put_nowait"), 2) end
+  function q.put_nowait(self, v)
+    if v == nil then error(nil_item("put_nowait", self, q), 2) end
     if is_shut then error(shut_down("put_nowait"), 2) end
     if n + slots >= cap then
       error(QueueFull.new(("put_nowait: the queue is full (maxsize %d)"):format(q.maxsize)), 2)
