@@ -104,6 +104,7 @@ struct corio_task {
   int anchor;               /* ref in the anchors table while not done, else LUA_NOREF */
   int spawn_line;
   int cancel_count;         /* cancel() calls not matched by uncancel() */
+  int priority;             /* higher runs first within a scheduler round (default 0) */
   unsigned char state, outcome, flags;
 };
 
@@ -119,6 +120,7 @@ struct corio_runtime {
   int in_loop;              /* >0 while corio code runs inside uv_run: cannot block here */
   int stopping;
   corio_task *ready_head, *ready_tail;
+  int ready_prio;           /* tasks in the ready queue whose priority is not 0 */
   corio_task *current;      /* the task whose code is running; &main_task at top level */
   corio_task main_task;
   uv_check_t check;         /* runs ready tasks after each poll */

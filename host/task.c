@@ -364,15 +364,51 @@ static void run_soon(corio_runtime *rt) {
   lua_pop(L, 1);
 }
 
+/* Stable merge sort of the ready list by decreasing priority (equal priorities keep the
+ * order in which they became ready). Only called when some ready task has a priority. */
+static corio_task *merge_by_priority(corio_task *a, corio_task *b) {
+  corio_task head, *tail = &head;
+  while (a && b) {
+    if (b->priority > a->priority) { tail->next_ready = b; b = b->next_ready; }
+    else { tail->next_ready = a; a = a->next_ready; }
+    tail = tail->next_ready;
+  }
+  tail->next_ready = a ? a : b;
+  return head.next_ready;
+}
+
+static corio_task *sort_by_priority(corio_task *list) {
+  if (!list || !list->next_ready) return list;
+  corio_task *slow = list, *fast = list->next_ready;
+  while (fast && fast->next_ready) {
+    slow = slow->next_ready;
+    fast = fast->next_ready->next_ready;
+  }
+  corio_task *second = slow->next_ready;
+  slow->next_ready = NULL;
+  return merge_by_priority(sort_by_priority(list), sort_by_priority(second));
+}
+
 void corio__run_ready(corio_runtime *rt) {
-  /* One batch: the tasks ready now. Those readied meanwhile run in the next batch, after
-   * the loop has polled for I/O once, so a busy set of tasks cannot starve I/O. */
+  /* One batch (a "round"): the tasks ready now. Those readied meanwhile run in the next
+   * batch, after the loop has polled for I/O once, so a busy set of tasks cannot starve I/O.
+   * Priorities order a round: higher first, equal ones in the order they became ready. A
+   * task readied during a round waits for the next one whatever its priority, so every
+   * ready task runs within one round: a low priority delays a task, never starves it. The
+   * sort only happens when a ready task has a priority, so the default path stays FIFO. */
+  if (rt->ready_prio) {
+    rt->ready_head = sort_by_priority(rt->ready_head);
+    corio_task *t = rt->ready_head;
+    while (t->next_ready) t = t->next_ready;
+    rt->ready_tail = t;
+  }
   corio_task *last = rt->ready_tail;
   while (rt->ready_head) {
     corio_task *t = rt->ready_head;
     rt->ready_head = t->next_ready;
     if (!rt->ready_head) rt->ready_tail = NULL;
     t->next_ready = NULL;
+    if (t->priority) rt->ready_prio--;
     step(rt, t);
     if (rt->soon_pending) run_soon(rt);
     if (t == last) break;
@@ -716,6 +752,15 @@ static int future_set_error(lua_State *L) {
   return 0;
 }
 
+/* A task priority from the value at idx (raises unless a reasonable integer). */
+static int check_priority(lua_State *L, int idx) {
+  int isnum;
+  lua_Integer p = lua_tointegerx(L, idx, &isnum);
+  if (!isnum || p < -1000000 || p > 1000000)
+    return luaL_error(L, "priority must be an integer between -1000000 and 1000000");
+  return (int)p;
+}
+
 static int task_index(lua_State *L) {
   corio_task *t = corio__totask(L, 1);
   const char *k = lua_tostring(L, 2);
@@ -725,6 +770,7 @@ static int task_index(lua_State *L) {
     lua_pop(L, 1);
     if (strcmp(k, "name") == 0) { push_name(L, 1, t); return 1; }
     if (strcmp(k, "id") == 0) { lua_pushinteger(L, (lua_Integer)t->id); return 1; }
+    if (strcmp(k, "priority") == 0) { lua_pushinteger(L, t->priority); return 1; }
     if (strcmp(k, "state") == 0) { lua_pushstring(L, state_name(t)); return 1; }
     if (strcmp(k, "where") == 0) { push_where(L, t); return 1; }
     if (strcmp(k, "age") == 0) {
@@ -749,6 +795,16 @@ static int task_index(lua_State *L) {
 static int task_newindex(lua_State *L) {
   corio__totask(L, 1);
   const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "priority") == 0) {
+    corio_task *t = lua_touserdata(L, 1);
+    corio_runtime *rt = corio__rt(L);
+    int p = check_priority(L, 3);
+    /* keep the count of prioritised ready tasks right if t is in the ready queue */
+    if (t->state == CORIO_READY && !(t->flags & CORIO_F_MAIN))
+      rt->ready_prio += (p != 0) - (t->priority != 0);
+    t->priority = p;
+    return 0;
+  }
   if (strcmp(k, "name") != 0) return luaL_error(L, "%s has no settable field '%s'", CORIO_TASK, k);
   if (!lua_isnil(L, 3)) luaL_checkstring(L, 3);
   push_extras(L, 1, 1);
@@ -967,13 +1023,43 @@ static int l_collect(lua_State *L) {
 
 /* ---- module functions -------------------------------------------------------------------- */
 
-/* corio.spawn(fn, ...) -> Task */
+static int is_callable(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
+  if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* corio.spawn(fn, ...) -> Task
+ * corio.spawn({fn, priority = p, name = s}, ...) -> Task  (see corio__run_ready for the rule) */
 static int l_spawn(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TFUNCTION) {
-    if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL) return luaL_typeerror(L, 1, "function");
+  if (is_callable(L, 1)) {
+    corio__spawn(L, 1, lua_gettop(L) - 1);
+    return 1;
+  }
+  if (lua_type(L, 1) != LUA_TTABLE) return luaL_typeerror(L, 1, "function");
+  int priority = 0;
+  if (lua_getfield(L, 1, "priority") != LUA_TNIL) priority = check_priority(L, -1);
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "name") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
+    return luaL_error(L, "spawn: name must be a string, got %s", luaL_typename(L, -1));
+  lua_rawgeti(L, 1, 1);
+  if (!is_callable(L, -1))
+    return luaL_error(L, "spawn: the options table needs the function at [1], got %s",
+                      luaL_typename(L, -1));
+  lua_replace(L, 1);  /* fn args... name */
+  lua_insert(L, 1);   /* name fn args... */
+  corio_task *t = corio__spawn(L, 2, lua_gettop(L) - 2);  /* name Task */
+  if (priority) {
+    t->priority = priority;
+    corio__rt(L)->ready_prio++;  /* a new task is in the ready queue */
+  }
+  if (!lua_isnil(L, 1)) {
+    push_extras(L, -1, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "name");
     lua_pop(L, 1);
   }
-  corio__spawn(L, 1, lua_gettop(L) - 1);
   return 1;
 }
 

@@ -1,6 +1,7 @@
 -- corio: asyncio for Lua. The scheduler, tasks and timers are C ("corio.core",
 -- "corio._timer"); this module adds the composition on top of them: run, gather, wait_for,
--- timeout, wait, as_completed, shield.
+-- timeout, wait, as_completed, shield, and attaches the messaging modules (queues, locks,
+-- task groups, the bus).
 local core = require "corio.core"
 local timer = require "corio._timer"
 
@@ -99,47 +100,76 @@ function M.gather(...)
   return _collect(tasks, return_errors)
 end
 
+-- Cancel the tasks and wait until every one has finished (a cancellation of the caller
+-- meanwhile is held back and raised at the end: no child outlives the call).
+local function cancel_and_drain(tasks)
+  for _, t in ipairs(tasks) do t:cancel() end
+  local held
+  while true do
+    local ok, err = pcall(_wait, tasks, #tasks, false)
+    if ok then break end
+    if not is_cancelled(err) then error(err, 0) end
+    held = held or err
+  end
+  for _, t in ipairs(tasks) do
+    if not t:cancelled() then t:error() end  -- siblings' failures are part of this one
+  end
+  return held
+end
+
 -- corio.map(fn, items [, {concurrency = n, return_errors = bool}]) -> results[, errors]
--- Calls fn(item, i) for every item in tasks, at most `concurrency` at once (default: all),
--- and returns the results in the order of the items.
+-- Calls fn(item, i) for every item of the list in tasks, at most `concurrency` at once
+-- (default: all), and returns the results in the order of the items (results.n = #items).
+-- The first error cancels the calls still running, waits for them, and is raised; with
+-- return_errors, errors are kept in place in results and in errors[i] instead. Cancelling
+-- the caller cancels every call in flight.
 function M.map(fn, items, opts)
+  if type(fn) ~= "function" and not (getmetatable(fn) and getmetatable(fn).__call) then
+    error(("map: expected a function, got %s"):format(type(fn)), 2)
+  end
+  if type(items) ~= "table" then
+    error(("map: expected a list of items, got %s"):format(type(items)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("map: options must be a table, got %s"):format(type(opts)), 2)
+  end
   opts = opts or {}
   local n = #items
-  local limit = opts.concurrency or n
-  if type(limit) ~= "number" or limit < 1 then
-    error("map: concurrency must be a positive number", 2)
+  local limit = opts.concurrency or math.max(n, 1)
+  if (math.type(limit) ~= "integer" or limit < 1) and limit ~= math.huge then
+    error(("map: concurrency must be a positive integer, got %s"):format(tostring(limit)), 2)
   end
-  local results, errors, failure = {n = n}, {}, nil
+  local return_errors = opts.return_errors and true or false
+  local results, errors = {n = n}, {}
   local next_index = 0
   local function worker()
-    while not failure do
+    while true do
       next_index = next_index + 1
       local i = next_index
       if i > n then return end
-      local ok, v = pcall(fn, items[i], i)
-      if ok then
-        results[i] = v
-      elseif is_cancelled(v) then
-        error(v, 0)
-      elseif opts.return_errors then
-        results[i], errors[i] = v, v
+      if return_errors then
+        local ok, v = pcall(fn, items[i], i)
+        if ok then
+          results[i] = v
+        elseif is_cancelled(v) then
+          error(v, 0)
+        else
+          results[i], errors[i] = v, v
+        end
       else
-        failure = failure or {v}
+        results[i] = fn(items[i], i)  -- an error fails this worker, with its traceback
       end
     end
   end
   local workers = {}
   for w = 1, math.min(limit, n) do workers[w] = spawn(worker) end
-  local ok, err = pcall(_wait, workers, #workers, true)
-  if not ok then
-    for _, w in ipairs(workers) do w:cancel() end
-    error(err, 0)
+  local ok, failed = pcall(_wait, workers, #workers, not return_errors)
+  if not ok or failed then
+    local first = ok and workers[failed]:error()
+    cancel_and_drain(workers)
+    if not ok then error(failed, 0) end
+    error(first, 0)
   end
-  if failure then
-    for _, w in ipairs(workers) do w:cancel() end
-    error(failure[1], 0)
-  end
-  if err then error(workers[err]:error(), 0) end
   return results, errors
 end
 
@@ -229,11 +259,14 @@ function M.as_completed(list, opts)
   opts = opts or {}
   local tasks = {}
   for i = 1, #list do tasks[i] = as_task(list[i], "as_completed") end
-  local finished, head = {}, 1
+  -- `finished` is a FIFO with explicit ends: slots below head are cleared, so its length
+  -- operator would be meaningless.
+  local finished, head, tail = {}, 1, 0
   local waiter
   for _, t in ipairs(tasks) do
     t:add_done_callback(function(done)
-      finished[#finished + 1] = done
+      tail = tail + 1
+      finished[tail] = done
       if waiter and not waiter:done() then waiter:set_result() end
     end)
   end
@@ -241,7 +274,7 @@ function M.as_completed(list, opts)
   local given = 0
   return function()
     if given == #tasks then return nil end
-    while head > #finished do
+    while head > tail do
       waiter = M.Future()
       if deadline then
         local left = deadline - M.now()
@@ -279,6 +312,14 @@ function M.shield(aw)
     end
   end)
   return outer
+end
+
+-- Messaging and structured concurrency live in their own modules (scripts/corio/*.lua); they
+-- are built on corio.core alone and attached here.
+for _, name in ipairs {"corio.queue", "corio.sync", "corio.group", "corio.bus"} do
+  for k, v in pairs(require(name)) do
+    if k:sub(1, 1) ~= "_" then M[k] = v end
+  end
 end
 
 return M

@@ -1,0 +1,336 @@
+-- corio.sync: synchronisation primitives for tasks, with asyncio's semantics.
+-- Exports Event, Lock, Semaphore, BoundedSemaphore, Condition, Barrier, BrokenBarrier.
+--
+-- All are FIFO-fair and cancellation-safe the same way: a waiter queues a future; release
+-- hands the lock (or the semaphore unit) directly to the first live waiter, so a newcomer
+-- cannot overtake it; a waiter cancelled after it was handed the lock but before it ran
+-- passes the lock on; a waiter cancelled while waiting leaves a tombstone that is skipped.
+-- Timeouts compose: corio.wait_for(function() return lock:acquire() end, 0.5).
+local core = require "corio.core"
+local W = require "corio.waiters"
+
+local new_waiters, woken = W.new, W.woken
+local pcall, error, type, setmetatable = pcall, error, type, setmetatable
+local pack, unpack = table.pack, table.unpack
+local is_cancelled = core.is_cancelled
+
+local M = {}
+
+-- Wait on a fresh waiter of `waiters`. Returns the waker's value; on error (cancellation,
+-- deadlock at top level) calls on_handoff(self) if the waiter had already been woken with a
+-- true value, or gives its place up otherwise, then re-raises.
+local function wait_in(self, waiters, on_handoff)
+  local f = waiters:add()
+  local ok, why = pcall(f.await, f)
+  if not ok then
+    if woken(f) then
+      if on_handoff and f:result() then on_handoff(self) end
+    else
+      waiters:give_up(f)
+    end
+    error(why, 0)
+  end
+  return why
+end
+
+-- The scoped form shared by Lock and Semaphore: a to-be-closed guard and :with(fn, ...).
+local function scoped(C)
+  local Guard = {__name = C.__name .. "Guard"}
+  Guard.__index = Guard
+  Guard.__close = function(g)
+    if g.held then
+      g.held = false
+      g.owner:release()
+    end
+  end
+  Guard.release = Guard.__close
+  -- local guard <close> = lock:hold()  [suspends]: released when the scope ends, however.
+  function C:hold()
+    self:acquire()
+    return setmetatable({owner = self, held = true}, Guard)
+  end
+  -- lock:with(fn, ...) -> fn's results [suspends]: fn runs holding the lock; released after
+  -- it returns, raises or is cancelled.
+  function C:with(fn, ...)
+    if type(fn) ~= "function" then
+      error(("with: expected a function, got %s"):format(type(fn)), 2)
+    end
+    self:acquire()
+    local r = pack(pcall(fn, ...))
+    self:release()
+    if not r[1] then error(r[2], 0) end
+    return unpack(r, 2, r.n)
+  end
+end
+
+-- ---- Event -------------------------------------------------------------------------------
+
+local Event = {__name = "corio.Event"}
+Event.__index = Event
+
+-- corio.Event() -> an event, initially not set.
+function M.Event()
+  return setmetatable({_set = false, _waiters = new_waiters()}, Event)
+end
+
+-- ev:set(): wakes every waiter; later waits return at once until clear().
+function Event:set()
+  if self._set then return end
+  self._set = true
+  self._waiters:wake_all(true)
+end
+
+function Event:clear() self._set = false end
+function Event:is_set() return self._set end
+
+-- ev:wait() -> true [suspends until the event is set]
+function Event:wait()
+  if self._set then return true end
+  wait_in(self, self._waiters)
+  return true
+end
+
+Event.__tostring = function(e)
+  return ("corio.Event (%s, %d waiting)"):format(e._set and "set" or "unset", e._waiters.n)
+end
+
+-- ---- Lock --------------------------------------------------------------------------------
+
+local Lock = {__name = "corio.Lock"}
+Lock.__index = Lock
+
+-- corio.Lock() -> an unlocked lock (not reentrant, not owned: any task may release it, as
+-- in asyncio).
+function M.Lock()
+  return setmetatable({_locked = false, _waiters = new_waiters()}, Lock)
+end
+
+-- lock:acquire() -> true [suspends while locked]
+function Lock:acquire()
+  if not self._locked and self._waiters.n == 0 then
+    self._locked = true
+    return true
+  end
+  wait_in(self, self._waiters, Lock.release)
+  return true  -- release handed the lock over: it stayed locked
+end
+
+-- lock:release(): unlocks, or hands the lock to the first waiter.
+function Lock:release()
+  if not self._locked then error("release: the lock is not acquired", 2) end
+  if not self._waiters:wake(true) then self._locked = false end
+end
+
+function Lock:locked() return self._locked end
+
+Lock.__tostring = function(l)
+  return ("corio.Lock (%s, %d waiting)"):format(l._locked and "locked" or "unlocked",
+                                                l._waiters.n)
+end
+scoped(Lock)
+
+-- ---- Semaphore ---------------------------------------------------------------------------
+
+local Semaphore = {__name = "corio.Semaphore"}
+Semaphore.__index = Semaphore
+
+local function new_semaphore(C, n, what)
+  if n == nil then n = 1 end
+  if math.type(n) ~= "integer" or n < 0 then
+    error(("%s: the initial value must be a non-negative integer, got %s")
+          :format(what, tostring(n)), 3)
+  end
+  return setmetatable({_value = n, _initial = n, _waiters = new_waiters()}, C)
+end
+
+-- corio.Semaphore([n = 1]) -> a semaphore with n units.
+function M.Semaphore(n)
+  return new_semaphore(Semaphore, n, "Semaphore")
+end
+
+-- sem:acquire() -> true [suspends while no unit is free]
+function Semaphore:acquire()
+  if self._value > 0 and self._waiters.n == 0 then
+    self._value = self._value - 1
+    return true
+  end
+  wait_in(self, self._waiters, self.release)
+  return true  -- a unit was handed over by release
+end
+
+-- sem:release(): gives a unit back (to the first waiter, if any).
+function Semaphore:release()
+  if not self._waiters:wake(true) then self._value = self._value + 1 end
+end
+
+function Semaphore:locked() return self._value == 0 or self._waiters.n > 0 end
+function Semaphore:value() return self._value end
+
+Semaphore.__tostring = function(s)
+  return ("%s (value %d, %d waiting)"):format(getmetatable(s).__name, s._value, s._waiters.n)
+end
+scoped(Semaphore)
+
+local BoundedSemaphore = {}
+for k, v in pairs(Semaphore) do BoundedSemaphore[k] = v end
+BoundedSemaphore.__name = "corio.BoundedSemaphore"
+BoundedSemaphore.__index = BoundedSemaphore
+scoped(BoundedSemaphore)
+
+-- corio.BoundedSemaphore([n = 1]) -> a semaphore whose release raises past n units.
+function M.BoundedSemaphore(n)
+  return new_semaphore(BoundedSemaphore, n, "BoundedSemaphore")
+end
+
+function BoundedSemaphore:release()
+  if self._value >= self._initial then
+    error(("release: the semaphore was released more times than acquired (bound %d)")
+          :format(self._initial), 2)
+  end
+  Semaphore.release(self)
+end
+
+-- ---- Condition ---------------------------------------------------------------------------
+
+local Condition = {__name = "corio.Condition"}
+Condition.__index = Condition
+
+-- corio.Condition([lock]) -> a condition variable over lock (a new Lock by default).
+function M.Condition(lock)
+  if lock ~= nil and getmetatable(lock) ~= Lock then
+    error("Condition: expected a corio.Lock or nothing", 2)
+  end
+  return setmetatable({_lock = lock or M.Lock(), _waiters = new_waiters()}, Condition)
+end
+
+function Condition:acquire() return self._lock:acquire() end
+function Condition:release() return self._lock:release() end
+function Condition:locked() return self._lock:locked() end
+
+local function reacquire(lock)
+  -- The lock must be held again when wait returns or raises; a cancellation that arrives
+  -- meanwhile is raised after that.
+  local cancelled
+  while true do
+    local ok, err = pcall(lock.acquire, lock)
+    if ok then return cancelled end
+    if not is_cancelled(err) then error(err, 0) end
+    cancelled = cancelled or err
+  end
+end
+
+-- cond:wait() -> true [suspends]: releases the lock, waits for notify, re-acquires the lock.
+function Condition:wait()
+  if not self._lock._locked then error("wait: the condition's lock is not acquired", 2) end
+  self._lock:release()
+  local f = self._waiters:add()
+  local ok, why = pcall(f.await, f)
+  if not ok then
+    if woken(f) then
+      self:_notify(1)  -- we were notified but will not act on it: pass it on
+    else
+      self._waiters:give_up(f)
+    end
+  end
+  local cancelled = reacquire(self._lock)
+  if not ok then error(why, 0) end
+  if cancelled then error(cancelled, 0) end
+  return true
+end
+
+-- cond:wait_for(predicate) -> the predicate's true value [suspends]
+function Condition:wait_for(predicate)
+  local r = predicate()
+  while not r do
+    self:wait()
+    r = predicate()
+  end
+  return r
+end
+
+function Condition:_notify(n)
+  local woken_count = 0
+  while woken_count < n and self._waiters:wake(true) do woken_count = woken_count + 1 end
+  return woken_count
+end
+
+-- cond:notify([n = 1]) -> how many were woken; the lock must be held.
+function Condition:notify(n)
+  if not self._lock._locked then error("notify: the condition's lock is not acquired", 2) end
+  return self:_notify(n or 1)
+end
+
+function Condition:notify_all()
+  if not self._lock._locked then
+    error("notify_all: the condition's lock is not acquired", 2)
+  end
+  return self:_notify(math.huge)
+end
+
+scoped(Condition)
+
+-- ---- Barrier -----------------------------------------------------------------------------
+
+M.BrokenBarrier, M.is_broken_barrier =
+  W.error_class("corio.BrokenBarrier", "the barrier is broken")
+
+local Barrier = {__name = "corio.Barrier"}
+Barrier.__index = Barrier
+
+-- corio.Barrier(parties) -> a barrier that releases its waiters each time `parties` wait.
+function M.Barrier(parties)
+  if math.type(parties) ~= "integer" or parties < 1 then
+    error(("Barrier: parties must be a positive integer, got %s"):format(tostring(parties)), 2)
+  end
+  return setmetatable({parties = parties, _count = 0, _broken = false,
+                       _waiters = new_waiters()}, Barrier)
+end
+
+-- barrier:wait() -> index (0 .. parties-1, in arrival order; the last arrival gets
+-- parties-1) [suspends]. Raises BrokenBarrier if the barrier is (or becomes) broken. A waiter
+-- cancelled before the barrier filled leaves it as if it had never arrived.
+function Barrier:wait()
+  if self._broken then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
+  local index = self._count
+  self._count = index + 1
+  if index + 1 == self.parties then
+    self._count = 0
+    self._waiters:wake_all(true)
+    return index
+  end
+  local f = self._waiters:add()
+  local ok, why = pcall(f.await, f)
+  if not ok then
+    if not woken(f) then
+      self._waiters:give_up(f)
+      self._count = self._count - 1
+    end
+    error(why, 0)
+  end
+  if not why then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
+  return index
+end
+
+-- barrier:abort(): breaks the barrier; waiting and future calls raise BrokenBarrier.
+function Barrier:abort()
+  self._broken = true
+  self._count = 0
+  self._waiters:wake_all(false)
+end
+
+-- barrier:reset(): back to the initial state; current waiters raise BrokenBarrier.
+function Barrier:reset()
+  self._waiters:wake_all(false)
+  self._count = 0
+  self._broken = false
+end
+
+function Barrier:n_waiting() return self._count end
+function Barrier:broken() return self._broken end
+
+Barrier.__tostring = function(b)
+  return ("corio.Barrier (%d/%d waiting%s)"):format(b._count, b.parties,
+                                                    b._broken and ", broken" or "")
+end
+
+return M
