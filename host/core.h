@@ -211,6 +211,8 @@ int corio__push_errmsg(lua_State *L, int idx); /* tostring that survives nil/tab
 int corio__fail(lua_State *L, const char *op, const char *target, int uverr);
 
 uint64_t corio__now_ms(corio_runtime *rt);
+void corio__anchors_init(lua_State *L);  /* the anchors table of a new state */
+void corio__handles_init(corio_runtime *rt);  /* check, idle and heap timer on rt->loop */
 
 /* Module openers for the capabilities (the files of bindings/) */
 int corio__open_core(lua_State *L);
