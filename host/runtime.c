@@ -2,7 +2,6 @@
  * drivers (run until idle, drive from top-level code). The public corio_* entry points are
  * in embed.c. */
 
-
 #include "core.h"
 
 static char ANCHORS;  /* registry key: the table of anchored values */
