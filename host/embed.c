@@ -1,5 +1,7 @@
 /* The public embedding API (corio.h): creating and closing a runtime, loading and running
- * code, driving the loop. */
+ * code, tasks started from C, registered C functions, completion tokens (also completed from
+ * other threads), driving the loop, the output hook. Built with CORIO_MODULE, the end of this
+ * file is also `luaopen_corio` of corio.so, the runtime loaded into a stock lua5.4. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,37 +10,654 @@
 
 #include "core.h"
 
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+typedef struct hub hub;
+
+/* What the embedding API adds to a runtime. It shares one allocation with the runtime record
+ * (struct block) so that the handles embedded in either stay valid until their close
+ * callbacks have run, even when corio_close returns before that (on the host's loop). */
+struct corio_embed {
+  uv_async_t async;     /* wakes the loop for completions queued from other threads */
+  hub *hub;
+  int waiting;          /* tokens a task waits on: the async handle is ref'd while > 0 */
+  int stop;             /* corio_stop was called */
+  int closes;           /* handles closed whose close callback has not run yet */
+  int free_on_close;    /* the last close callback frees the block */
+  int warn_on, warn_cont;
+  corio_output_fn output;
+  void *output_ud;
+  int output_installed;
+  char *err;            /* corio_errmsg when longer than rt->errbuf */
+};
+
+typedef struct block {
+  corio_runtime rt;
+  struct corio_embed e;
+} block;
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+static void set_error(corio_runtime *rt, const char *msg) {
+  size_t len = strlen(msg);
+  free(rt->embed->err);
+  rt->embed->err = NULL;
+  if (len < sizeof rt->errbuf) {
+    memcpy(rt->errbuf, msg, len + 1);
+  } else if ((rt->embed->err = malloc(len + 1)) != NULL) {
+    memcpy(rt->embed->err, msg, len + 1);
+  } else {
+    snprintf(rt->errbuf, sizeof rt->errbuf, "%s", msg);
+  }
+}
+
+/* The error object on top of L becomes the error message; it is popped. */
+static void set_error_from(corio_runtime *rt, lua_State *L) {
+  corio__push_errmsg(L, -1);
+  set_error(rt, lua_tostring(L, -1));
+  lua_pop(L, 2);
+}
+
+const char *corio_errmsg(corio_runtime *rt) {
+  return rt->embed->err ? rt->embed->err : rt->errbuf;
+}
+
 static void default_error_handler(void *ud, const char *msg) {
   (void)ud;
   fprintf(stderr, "%s\n", msg);
   fflush(stderr);
 }
 
-/* ---- the public API -------------------------------------------------------------------- */
+void corio_set_error_handler(corio_runtime *rt, corio_error_handler fn, void *ud) {
+  rt->on_error = fn ? fn : default_error_handler;
+  rt->on_error_ud = fn ? ud : NULL;
+}
 
-static int open_all(lua_State *L) {
-  corio_runtime *rt = lua_touserdata(L, 1);
-  *(corio_runtime **)lua_getextraspace(L) = rt;
-  luaL_openlibs(L);
-  corio__anchors_init(L);
-  corio__coroutine_patch(L);
-  corio__preload_scripts(L);
-  corio__register_bindings(L);
-  corio__open_core(L);
-  lua_pop(L, 1);
+int corio_unretrieved_errors(corio_runtime *rt) { return rt->unretrieved; }
+lua_State *corio_lua(corio_runtime *rt) { return rt->L; }
+uv_loop_t *corio_loop(corio_runtime *rt) { return rt->loop; }
+corio_runtime *corio_from_lua(lua_State *L) { return corio__rt(L); }
+
+/* ---- tokens: the C side of an asynchronous C function --------------------------------------
+ * A token is malloc'd and counted: one reference for the C side (dropped by its completion)
+ * and one for the task side (dropped when the box on the suspended call's stack is
+ * collected). Other threads touch tokens only through the *_threadsafe functions, which
+ * take `lock`; the fields they share with the loop thread (state, refs, the hub's queue)
+ * change only under it. One process-wide lock: completions are rare next to everything else
+ * and a lock per runtime would have to outlive the runtime anyway. */
+
+static uv_once_t lock_once = UV_ONCE_INIT;
+static uv_mutex_t lock;
+
+static void lock_init(void) {
+  if (uv_mutex_init(&lock) != 0) abort();  /* only when the system is out of resources */
+}
+
+static void lock_tokens(void) {
+  uv_once(&lock_once, lock_init);
+  uv_mutex_lock(&lock);
+}
+
+static void unlock_tokens(void) { uv_mutex_unlock(&lock); }
+
+/* The cross-thread side of a runtime: it outlives the runtime while tokens point to it. */
+struct hub {
+  uv_async_t *async;         /* NULL once the runtime closed */
+  corio_token *head, *tail;  /* completed from other threads, not yet seen by the loop */
+  int refs;                  /* the runtime's and one per token */
+};
+
+enum { TOK_NEW, TOK_WAITING, TOK_DETACHED };
+
+struct corio_token {
+  hub *hub;
+  corio_runtime *rt;       /* set while a task waits on it */
+  corio_task *task;
+  corio_cancel_fn cancel;
+  void *ud;
+  corio_token *next;       /* in the hub's queue */
+  corio_value *values;     /* the outcome; values[0] is the message when failed */
+  int nvalues;
+  int failed;              /* 1: rejected, 2: out of memory while storing the outcome */
+  int completed;           /* seen by the loop thread */
+  int stored;              /* the C side completed it */
+  int state;               /* TOK_* */
+  int refs;
+  corio_wait wait;
+  char op[40];
+};
+
+static char TOKEN_MT;  /* registry key: metatable of the box that holds the task's reference */
+
+static void release_locked(corio_token *tok) {
+  if (--tok->refs > 0) return;
+  hub *h = tok->hub;
+  free(tok->values);
+  free(tok);
+  if (--h->refs == 0) free(h);
+}
+
+/* The task stops waiting on tok (loop thread). */
+static void leave_wait(corio_token *tok) {
+  struct corio_embed *e = tok->rt->embed;
+  lock_tokens();
+  tok->state = TOK_DETACHED;
+  unlock_tokens();
+  if (--e->waiting == 0 && !uv_is_closing((uv_handle_t *)&e->async))
+    uv_unref((uv_handle_t *)&e->async);
+}
+
+/* Copy the outcome into the token (any thread: the token is the caller's until completed). */
+static int store(corio_token *tok, int failed, int n, const corio_value *v) {
+  size_t size, strings = 0;
+  int bad = 0;
+  if (n < 0) n = 0;
+  for (int i = 0; i < n; i++) {
+    if (v[i].type == CORIO_TSTRING) strings += v[i].u.s.len + 1;
+    else if (v[i].type < CORIO_TNIL || v[i].type > CORIO_TSTRING) bad = 1;
+  }
+  if (bad) {
+    static const char msg[] = "async C function: completed with a value of unknown type";
+    corio_value m = corio_lstring(msg, sizeof msg - 1);
+    store(tok, 1, 1, &m);
+    return CORIO_EINVAL;
+  }
+  size = sizeof(corio_value) * (size_t)n;
+  char *mem = malloc(size + strings + 1);
+  if (!mem) {
+    tok->failed = 2;
+    tok->stored = 1;
+    return CORIO_ENOMEM;
+  }
+  corio_value *out = (corio_value *)mem;
+  char *s = mem + size;
+  for (int i = 0; i < n; i++) {
+    out[i] = v[i];
+    if (v[i].type == CORIO_TSTRING) {
+      if (v[i].u.s.len) memcpy(s, v[i].u.s.p, v[i].u.s.len);
+      s[v[i].u.s.len] = '\0';
+      out[i].u.s.p = s;
+      s += v[i].u.s.len + 1;
+    }
+  }
+  tok->values = out;
+  tok->nvalues = n;
+  tok->failed = failed;
+  tok->stored = 1;
   return 0;
 }
 
-corio_runtime *corio_open(uv_loop_t *loop) {
-  corio_runtime *rt = calloc(1, sizeof *rt);
-  if (!rt) return NULL;
+/* Loop thread: the outcome is stored; wake the task if it waits. Consumes the C reference. */
+static int complete_here(corio_token *tok, int status) {
+  lock_tokens();
+  int state = tok->state;
+  tok->completed = 1;
+  unlock_tokens();
+  if (state == TOK_WAITING) {
+    corio_task *t = tok->task;
+    tok->task = NULL;
+    leave_wait(tok);
+    corio__wake(tok->rt, t);
+  } else if (state == TOK_DETACHED) {
+    status = CORIO_ECANCELLED;
+  }
+  lock_tokens();
+  release_locked(tok);
+  unlock_tokens();
+  return status;
+}
+
+int corio_resolve(corio_token *tok, int n, const corio_value *values) {
+  return complete_here(tok, store(tok, 0, n, values));
+}
+
+int corio_reject(corio_token *tok, const char *message) {
+  corio_value m = corio_string(message ? message : "async C function failed");
+  return complete_here(tok, store(tok, 1, 1, &m));
+}
+
+/* Any thread: queue the token for the loop thread and wake it. */
+static int complete_queued(corio_token *tok, int status) {
+  lock_tokens();
+  hub *h = tok->hub;
+  if (tok->state == TOK_DETACHED || !h->async) {
+    release_locked(tok);
+    unlock_tokens();
+    return CORIO_ECANCELLED;
+  }
+  tok->next = NULL;  /* the C reference now belongs to the queue */
+  if (h->tail) h->tail->next = tok;
+  else h->head = tok;
+  h->tail = tok;
+  uv_async_send(h->async);  /* under the lock: the handle is not closed meanwhile */
+  unlock_tokens();
+  return status;
+}
+
+int corio_resolve_threadsafe(corio_token *tok, int n, const corio_value *values) {
+  return complete_queued(tok, store(tok, 0, n, values));
+}
+
+int corio_reject_threadsafe(corio_token *tok, const char *message) {
+  corio_value m = corio_string(message ? message : "async C function failed");
+  return complete_queued(tok, store(tok, 1, 1, &m));
+}
+
+static void async_cb(uv_async_t *a) {
+  corio_runtime *rt = a->data;
+  lock_tokens();
+  corio_token *tok = rt->embed->hub->head;
+  rt->embed->hub->head = rt->embed->hub->tail = NULL;
+  unlock_tokens();
+  while (tok) {
+    corio_token *next = tok->next;
+    complete_here(tok, 0);
+    tok = next;
+  }
+}
+
+void corio_token_set_ud(corio_token *tok, void *ud) { tok->ud = ud; }
+void *corio_token_ud(corio_token *tok) { return tok->ud; }
+
+static int token_box_gc(lua_State *L) {
+  corio_token **box = lua_touserdata(L, 1);
+  corio_token *tok = *box;
+  *box = NULL;
+  if (!tok) return 0;
+  if (tok->state == TOK_WAITING) {  /* a waiting task collected: only when the state closes */
+    tok->task = NULL;
+    leave_wait(tok);
+  }
+  lock_tokens();
+  release_locked(tok);
+  unlock_tokens();
+  return 0;
+}
+
+corio_token *corio_token_new(lua_State *L, const char *op, corio_cancel_fn cancel, void *ud) {
+  corio_runtime *rt = corio__rt(L);
+  if (!op) op = "async call";
+  corio__check_suspend(L, op);
+  corio_token **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TOKEN_MT) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "corio.Token");
+    lua_setfield(L, -2, "__name");
+    lua_pushcfunction(L, token_box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TOKEN_MT);
+  }
+  lua_setmetatable(L, -2);
+  corio_token *tok = calloc(1, sizeof *tok);
+  if (!tok) luaL_error(L, "%s: not enough memory", op);
+  snprintf(tok->op, sizeof tok->op, "%s", op);
+  tok->wait.name = tok->op;
+  tok->cancel = cancel;
+  tok->ud = ud;
+  tok->state = TOK_NEW;
+  tok->refs = 2;
+  tok->hub = rt->embed->hub;
+  lock_tokens();
+  tok->hub->refs++;
+  unlock_tokens();
+  *box = tok;
+  return tok;
+}
+
+static int deliver(lua_State *L, corio_token *tok) {
+  if (tok->failed == 2) return luaL_error(L, "%s: not enough memory for its results", tok->op);
+  if (tok->failed) {
+    lua_pushlstring(L, tok->values[0].u.s.p, tok->values[0].u.s.len);
+    return lua_error(L);
+  }
+  luaL_checkstack(L, tok->nvalues, "too many results");
+  for (int i = 0; i < tok->nvalues; i++) {
+    const corio_value *v = &tok->values[i];
+    switch (v->type) {
+      case CORIO_TBOOLEAN: lua_pushboolean(L, v->u.b); break;
+      case CORIO_TINTEGER: lua_pushinteger(L, v->u.i); break;
+      case CORIO_TNUMBER: lua_pushnumber(L, v->u.n); break;
+      case CORIO_TSTRING: lua_pushlstring(L, v->u.s.p, v->u.s.len); break;
+      default: lua_pushnil(L); break;
+    }
+  }
+  return tok->nvalues;
+}
+
+static void token_cancel(lua_State *L, corio_task *t) {
+  corio_token *tok = t->wait_data;
+  (void)L;
+  tok->task = NULL;
+  leave_wait(tok);
+  if (tok->cancel) tok->cancel(tok, tok->ud);
+}
+
+static int token_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return deliver(L, (corio_token *)ctx);
+}
+
+int corio_token_await(lua_State *L, corio_token *tok) {
+  corio_runtime *rt = corio__rt(L);
+  struct corio_embed *e = rt->embed;
+  if (tok->completed) return deliver(L, tok);  /* completed on the loop thread already */
+  lock_tokens();
+  tok->state = TOK_WAITING;
+  unlock_tokens();
+  tok->rt = rt;
+  tok->task = rt->current;
+  tok->wait.cancel = token_cancel;
+  if (e->waiting++ == 0) uv_ref((uv_handle_t *)&e->async);
+  return corio__await(L, &tok->wait, tok, token_k, (lua_KContext)tok);
+}
+
+/* ---- tasks started from C ---------------------------------------------------------------- */
+
+/* A done callback: a listener on the task, in a userdata anchored until it fires (its user
+ * value keeps the task). */
+typedef struct ccall {
+  corio_listener l;
+  corio_done_fn done;
+  void *ud;
+  int ref;
+} ccall;
+
+static int ccall_deliver(lua_State *L) {
+  ccall *c = lua_touserdata(L, 1);
+  corio_runtime *rt = corio__rt(L);
+  int status = 0, n;
+  corio__push_anchor(L, c->ref);
+  lua_getiuservalue(L, -1, 1);
+  int tidx = lua_gettop(L);
+  corio_task *t = lua_touserdata(L, tidx);
+  lua_getiuservalue(L, tidx, 1);  /* nothing (nil), one value, or a table of them */
+  n = t->outcome == CORIO_OK ? t->nresults : 1;
+  if (t->outcome == CORIO_OK && n == 0) {
+    lua_pop(L, 1);
+  } else if (t->outcome == CORIO_OK && n > 1) {
+    luaL_checkstack(L, n, "too many results");
+    for (int i = 1; i <= n; i++) lua_rawgeti(L, tidx + 1, i);
+    lua_remove(L, tidx + 1);
+  } else if (t->outcome != CORIO_OK) {
+    int eidx = lua_gettop(L);  /* the error object */
+    t->flags |= CORIO_F_RETRIEVED;
+    status = t->outcome == CORIO_ERROR ? CORIO_ERUN : CORIO_ECANCELLED;
+    corio__push_errmsg(L, eidx);
+    if (lua_getiuservalue(L, tidx, 3) == LUA_TTABLE &&
+        lua_getfield(L, -1, "traceback") == LUA_TSTRING)
+      lua_pushfstring(L, "%s\n%s", lua_tostring(L, eidx + 1), lua_tostring(L, -1));
+    else
+      lua_pushvalue(L, eidx + 1);
+    set_error(rt, lua_tostring(L, -1));
+    lua_settop(L, eidx);
+  }
+  c->done(rt, c->ud, status, L, n);
+  return 0;
+}
+
+static void ccall_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
+  ccall *c = container_of(l, ccall, l);
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  (void)done;
+  lua_checkstack(L, 4);
+  lua_pushcfunction(L, ccall_deliver);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    corio__push_errmsg(L, -1);
+    lua_pushfstring(L, "corio: error in a done callback: %s", lua_tostring(L, -1));
+    rt->on_error(rt->on_error_ud, lua_tostring(L, -1));
+  }
+  corio__unanchor(L, c->ref);
+  lua_settop(L, top);
+}
+
+struct spawn_args {
+  int nargs;
+  corio_done_fn done;
+  void *ud;
+  int *task_ref;
+};
+
+/* [f args... spawn_args] -> nothing; the task is spawned */
+static int spawn_p(lua_State *L) {
+  struct spawn_args *a = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  corio_task *t = corio__spawn(L, lua_gettop(L) - a->nargs, a->nargs);
+  if (a->done) {
+    ccall *c = lua_newuserdatauv(L, sizeof *c, 1);
+    memset(c, 0, sizeof *c);
+    c->ref = LUA_NOREF;
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    c->done = a->done;
+    c->ud = a->ud;
+    c->ref = corio__anchor(L, -1);
+    corio__listen(t, &c->l, ccall_fire);
+    lua_pop(L, 1);
+  }
+  if (a->task_ref) *a->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+int corio_spawn(corio_runtime *rt, int nargs, corio_done_fn done, void *ud, int *task_ref) {
+  lua_State *L = rt->L;
+  struct spawn_args a = {nargs, done, ud, task_ref};
+  if (task_ref) *task_ref = LUA_NOREF;
+  if (nargs < 0 || lua_gettop(L) < nargs + 1) {
+    set_error(rt, "corio_spawn: fewer values on the stack than the function and its arguments");
+    return CORIO_EINVAL;
+  }
+  int fidx = lua_gettop(L) - nargs;
+  if (lua_type(L, fidx) != LUA_TFUNCTION) {
+    int callable = luaL_getmetafield(L, fidx, "__call") != LUA_TNIL;
+    if (callable) lua_pop(L, 1);
+    else {
+      set_error(rt, "corio_spawn: the value to run is not a function");
+      lua_pop(L, nargs + 1);
+      return CORIO_EINVAL;
+    }
+  }
+  if (!lua_checkstack(L, 3)) {
+    lua_pop(L, nargs + 1);
+    set_error(rt, "corio_spawn: not enough memory");
+    return CORIO_ENOMEM;
+  }
+  lua_pushcfunction(L, spawn_p);
+  lua_insert(L, fidx);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, nargs + 2, 0, 0) != LUA_OK) {
+    set_error_from(rt, L);
+    return CORIO_ENOMEM;  /* the only way corio__spawn fails */
+  }
+  return 0;
+}
+
+/* ---- registering C functions --------------------------------------------------------------- */
+
+struct reg_args {
+  const char *name;
+  lua_CFunction fn;
+  void *ud;
+};
+
+static int register_p(lua_State *L) {
+  struct reg_args *a = lua_touserdata(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "corio");
+  lua_call(L, 1, 1);
+  if (!lua_istable(L, -1)) return luaL_error(L, "corio_register: require \"corio\" gave no table");
+  lua_pushlightuserdata(L, a->ud);
+  lua_pushcclosure(L, a->fn, 1);
+  lua_setfield(L, -2, a->name);
+  return 0;
+}
+
+static int preload_p(lua_State *L) {
+  struct reg_args *a = lua_touserdata(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, a->fn);
+  lua_setfield(L, -2, a->name);
+  return 0;
+}
+
+static int protect(corio_runtime *rt, lua_CFunction f, void *arg) {
+  lua_State *L = rt->L;
+  if (!lua_checkstack(L, 2)) {
+    set_error(rt, "not enough memory");
+    return CORIO_ENOMEM;
+  }
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, arg);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    set_error_from(rt, L);
+    return CORIO_ERUN;
+  }
+  return 0;
+}
+
+int corio_register(corio_runtime *rt, const char *name, lua_CFunction fn, void *ud) {
+  struct reg_args a = {name, fn, ud};
+  if (!name || !fn) {
+    set_error(rt, "corio_register: a name and a function are needed");
+    return CORIO_EINVAL;
+  }
+  return protect(rt, register_p, &a);
+}
+
+int corio_register_module(corio_runtime *rt, const char *name, lua_CFunction open) {
+  struct reg_args a = {name, open, NULL};
+  if (!name || !open) {
+    set_error(rt, "corio_register_module: a name and a function are needed");
+    return CORIO_EINVAL;
+  }
+  return protect(rt, preload_p, &a);
+}
+
+/* ---- output hook: print and io.write ------------------------------------------------------ */
+
+static void emit(corio_runtime *rt, const char *s, size_t len) {
+  struct corio_embed *e = rt->embed;
+  if (e->output) {
+    e->output(e->output_ud, s, len);
+  } else {
+    fwrite(s, 1, len, stdout);
+    fflush(stdout);
+  }
+}
+
+/* print(...): as the standard print, written through the output hook */
+static int out_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  emit(corio__rt(L), s, len);
+  return 0;
+}
+
+/* io.write(...) -> file: through the output hook while the default output is io.stdout
+ * (upvalues: the standard io.write, io.stdout) */
+static int out_write(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_IO_output");  /* liolib's default output */
+  int to_stdout = lua_rawequal(L, -1, lua_upvalueindex(2));
+  lua_pop(L, 1);
+  if (!to_stdout) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (lua_type(L, i) == LUA_TNUMBER) {
+      char num[64];
+      if (lua_isinteger(L, i)) snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, i));
+      else snprintf(num, sizeof num, LUA_NUMBER_FMT, lua_tonumber(L, i));
+      luaL_addstring(&b, num);
+    } else {
+      size_t len;
+      const char *s = luaL_checklstring(L, i, &len);
+      luaL_addlstring(&b, s, len);
+    }
+  }
+  luaL_pushresult(&b);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  emit(corio__rt(L), s, len);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  return 1;
+}
+
+static int install_output_p(lua_State *L) {
+  lua_pushcfunction(L, out_print);
+  lua_setglobal(L, "print");
+  if (lua_getglobal(L, "io") == LUA_TTABLE) {
+    lua_getfield(L, -1, "write");
+    lua_getfield(L, -2, "stdout");
+    lua_pushcclosure(L, out_write, 2);
+    lua_setfield(L, -2, "write");
+  }
+  return 0;
+}
+
+int corio_set_output(corio_runtime *rt, corio_output_fn fn, void *ud) {
+  struct corio_embed *e = rt->embed;
+  e->output = fn;
+  e->output_ud = fn ? ud : NULL;
+  if (fn && !e->output_installed) {
+    int st = protect(rt, install_output_p, NULL);
+    if (st != 0) return CORIO_ENOMEM;
+    e->output_installed = 1;
+  }
+  return 0;
+}
+
+/* ---- creating a runtime ------------------------------------------------------------------ */
+
+static void on_closed(uv_handle_t *h) {
+  corio_runtime *rt = h->data;
+  struct corio_embed *e = rt->embed;
+  if (--e->closes == 0 && e->free_on_close) free(container_of(rt, block, rt));
+}
+
+static void close_handle(corio_runtime *rt, uv_handle_t *h) {
+  if (uv_is_closing(h)) return;
+  rt->embed->closes++;
+  uv_close(h, on_closed);
+}
+
+/* The loop, the hub and the runtime's handles. Nothing to undo on failure but the block. */
+static int runtime_init(block *b, uv_loop_t *loop) {
+  corio_runtime *rt = &b->rt;
+  rt->embed = &b->e;
+  b->e.hub = calloc(1, sizeof *b->e.hub);
+  if (!b->e.hub) return CORIO_ENOMEM;
   if (loop) {
     rt->loop = loop;
   } else {
-    if (uv_loop_init(&rt->own_loop) != 0) { free(rt); return NULL; }
+    if (uv_loop_init(&rt->own_loop) != 0) {
+      free(b->e.hub);
+      return CORIO_ELOOP;
+    }
     rt->loop = &rt->own_loop;
     rt->owns_loop = 1;
   }
+  b->e.hub->refs = 1;
+  b->e.hub->async = &b->e.async;
   rt->on_error = default_error_handler;
   rt->main_task.flags = CORIO_F_MAIN;
   rt->main_task.state = CORIO_RUNNING;
@@ -47,43 +666,133 @@ corio_runtime *corio_open(uv_loop_t *loop) {
   rt->main_cancel_ref = LUA_NOREF;
   rt->current = &rt->main_task;
   corio__handles_init(rt);
-  rt->L = luaL_newstate();
-  if (!rt->L) { corio_close(rt); return NULL; }
+  uv_async_init(rt->loop, &b->e.async, async_cb);
+  b->e.async.data = rt;
+  uv_unref((uv_handle_t *)&b->e.async);
+  return 0;
+}
+
+/* Close every handle of the runtime and cut the hub loose from it (loop thread). Tokens
+ * completed from other threads after this are dropped. */
+static void runtime_shutdown(corio_runtime *rt) {
+  struct corio_embed *e = rt->embed;
+  hub *h = e->hub;
+  lock_tokens();
+  corio_token *tok = h->head;
+  h->head = h->tail = NULL;
+  h->async = NULL;
+  while (tok) {
+    corio_token *next = tok->next;
+    release_locked(tok);
+    tok = next;
+  }
+  if (--h->refs == 0) free(h);
+  unlock_tokens();
+  e->hub = NULL;
+  close_handle(rt, (uv_handle_t *)&rt->check);
+  close_handle(rt, (uv_handle_t *)&rt->idle);
+  close_handle(rt, (uv_handle_t *)&rt->heap_timer);
+  close_handle(rt, (uv_handle_t *)&e->async);
+  free(rt->heap);
+  rt->heap = NULL;
+  rt->heap_len = rt->heap_cap = 0;
+}
+
+/* Lua warnings as lua.c prints them ("@on" / "@off" switch them; off at first). */
+static void warn_cb(void *ud, const char *msg, int tocont) {
+  struct corio_embed *e = ud;
+  if (!e->warn_cont && *msg == '@') {
+    if (strcmp(msg, "@off") == 0) e->warn_on = 0;
+    else if (strcmp(msg, "@on") == 0) e->warn_on = 1;
+    return;
+  }
+  if (e->warn_on) {
+    if (!e->warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputs("\n", stderr), fflush(stderr);
+  }
+  e->warn_cont = tocont;
+}
+
+static int panic_cb(lua_State *L) {
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+  fprintf(stderr, "corio: PANIC: unprotected error in call to Lua API (%s)\n", msg);
+  fflush(stderr);
+  return 0;  /* Lua aborts */
+}
+
+static void prepend_path(lua_State *L, const char *field, const char *dirs) {
+  if (!dirs || !*dirs) return;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, field);
+  lua_pushfstring(L, "%s;%s", dirs, lua_tostring(L, -1));
+  lua_setfield(L, -3, field);
+  lua_pop(L, 2);
+}
+
+/* The corio world in a state: anchors, coroutine patch, scripts and bindings, corio.core. */
+static void open_corio(lua_State *L) {
+  corio__anchors_init(L);
+  corio__coroutine_patch(L);
+  corio__preload_scripts(L);
+  corio__register_bindings(L);
+  corio__open_core(L);
+  lua_pop(L, 1);
+}
+
+static int open_all(lua_State *L) {
+  const corio_options *o = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  open_corio(L);
+  prepend_path(L, "path", o->path);
+  prepend_path(L, "cpath", o->cpath);
+  return 0;
+}
+
+corio_runtime *corio_open(uv_loop_t *loop) {
+  corio_options o;
+  memset(&o, 0, sizeof o);
+  o.loop = loop;
+  return corio_open_ex(&o);
+}
+
+corio_runtime *corio_open_ex(const corio_options *opts) {
+  corio_options o;
+  if (opts) o = *opts;
+  else memset(&o, 0, sizeof o);
+  block *b = calloc(1, sizeof *b);
+  if (!b) return NULL;
+  if (runtime_init(b, o.loop) != 0) {
+    free(b);
+    return NULL;
+  }
+  corio_runtime *rt = &b->rt;
+  if (o.alloc) {
+    rt->L = lua_newstate(o.alloc, o.alloc_ud);
+    if (rt->L) {
+      lua_atpanic(rt->L, panic_cb);
+      lua_setwarnf(rt->L, warn_cb, rt->embed);
+    }
+  } else {
+    rt->L = luaL_newstate();
+  }
+  if (!rt->L) {
+    corio_close(rt);
+    return NULL;
+  }
   *(corio_runtime **)lua_getextraspace(rt->L) = rt;
+  corio_set_error_handler(rt, o.on_error, o.on_error_ud);
   lua_pushcfunction(rt->L, open_all);
-  lua_pushlightuserdata(rt->L, rt);
-  if (lua_pcall(rt->L, 1, 0, 0) != LUA_OK) {
-    lua_close(rt->L);
-    rt->L = NULL;
+  lua_pushlightuserdata(rt->L, &o);
+  if (lua_pcall(rt->L, 1, 0, 0) != LUA_OK ||
+      (o.output && corio_set_output(rt, o.output, o.output_ud) != 0)) {
     corio_close(rt);
     return NULL;
   }
   return rt;
 }
 
-lua_State *corio_lua(corio_runtime *rt) { return rt->L; }
-uv_loop_t *corio_loop(corio_runtime *rt) { return rt->loop; }
-const char *corio_errmsg(corio_runtime *rt) { return rt->errbuf; }
-int corio_unretrieved_errors(corio_runtime *rt) { return rt->unretrieved; }
-
-void corio_set_error_handler(corio_runtime *rt, corio_error_handler fn, void *ud) {
-  rt->on_error = fn ? fn : default_error_handler;
-  rt->on_error_ud = fn ? ud : NULL;
-}
-
-static void set_errmsg(corio_runtime *rt, lua_State *L) {
-  corio__push_errmsg(L, -1);
-  snprintf(rt->errbuf, sizeof rt->errbuf, "%s", lua_tostring(L, -1));
-  lua_pop(L, 2);
-}
-
-int corio_run(corio_runtime *rt) {
-  if (corio__run_until_idle(rt) != 0) {
-    snprintf(rt->errbuf, sizeof rt->errbuf, "corio_run: the loop is already running");
-    return -1;
-  }
-  return 0;
-}
+/* ---- running code ------------------------------------------------------------------------- */
 
 static int traceback(lua_State *L) {
   corio__push_errmsg(L, 1);
@@ -93,11 +802,23 @@ static int traceback(lua_State *L) {
 
 static int docall(corio_runtime *rt, int loaded) {
   lua_State *L = rt->L;
-  if (loaded != LUA_OK) { set_errmsg(rt, L); return -1; }
+  if (loaded != LUA_OK) {
+    set_error_from(rt, L);
+    return loaded == LUA_ERRMEM ? CORIO_ENOMEM : CORIO_ERUN;
+  }
+  if (rt->in_loop) {
+    lua_pop(L, 1);
+    set_error(rt, "corio: cannot run top-level code from inside the loop (spawn a task)");
+    return CORIO_EBUSY;
+  }
   lua_pushcfunction(L, traceback);
   lua_insert(L, -2);
   int st = lua_pcall(L, 0, 0, -2);
-  if (st != LUA_OK) { set_errmsg(rt, L); lua_pop(L, 1); return -1; }
+  if (st != LUA_OK) {
+    set_error_from(rt, L);
+    lua_pop(L, 1);
+    return st == LUA_ERRMEM ? CORIO_ENOMEM : CORIO_ERUN;
+  }
   lua_pop(L, 1);
   return 0;
 }
@@ -107,50 +828,192 @@ int corio_dofile(corio_runtime *rt, const char *path) {
 }
 
 int corio_dostring(corio_runtime *rt, const char *code, const char *chunkname) {
+  if (!code) {
+    set_error(rt, "corio_dostring: no code");
+    return CORIO_EINVAL;
+  }
   return docall(rt, luaL_loadbuffer(rt->L, code, strlen(code), chunkname ? chunkname : code));
 }
 
-static void close_walk(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
+int corio_load(corio_runtime *rt, const char *buf, size_t len, const char *chunkname,
+               const char *mode) {
+  if (!buf) {
+    set_error(rt, "corio_load: no buffer");
+    return CORIO_EINVAL;
+  }
+  int st = luaL_loadbufferx(rt->L, buf, len, chunkname ? chunkname : "=?", mode ? mode : "bt");
+  if (st != LUA_OK) {
+    set_error_from(rt, rt->L);
+    return st == LUA_ERRMEM ? CORIO_ENOMEM : CORIO_ERUN;
+  }
+  return 0;
+}
+
+int corio_dobuffer(corio_runtime *rt, const char *buf, size_t len, const char *chunkname,
+                   const char *mode) {
+  int st = corio_load(rt, buf, len, chunkname, mode);
+  if (st != 0) return st;
+  return docall(rt, LUA_OK);
+}
+
+/* ---- driving the loop ------------------------------------------------------------------- */
+
+int corio_run(corio_runtime *rt) {
+  struct corio_embed *e = rt->embed;
+  if (rt->in_loop) {
+    set_error(rt, "corio_run: the loop is already running");
+    return CORIO_EBUSY;
+  }
+  e->stop = 0;
+  while (!e->stop) {
+    rt->in_loop++;
+    if (rt->ready_head) corio__run_ready(rt);
+    int alive = uv_run(rt->loop, UV_RUN_ONCE);
+    rt->in_loop--;
+    if (!alive && !rt->ready_head) break;
+  }
+  e->stop = 0;
+  return 0;
+}
+
+int corio_step(corio_runtime *rt) {
+  if (rt->in_loop) {
+    set_error(rt, "corio_step: the loop is already running");
+    return CORIO_EBUSY;
+  }
+  rt->in_loop++;
+  if (rt->ready_head) corio__run_ready(rt);
+  int alive = uv_run(rt->loop, UV_RUN_NOWAIT);
+  rt->in_loop--;
+  return alive || rt->ready_head ? 1 : 0;
+}
+
+void corio_stop(corio_runtime *rt) {
+  rt->embed->stop = 1;
+  uv_stop(rt->loop);
+}
+
+/* ---- closing ------------------------------------------------------------------------------- */
+
+static int cancel_all_p(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "corio.core");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "_cancel_all");
+  lua_call(L, 0, 0);
+  return 0;
+}
+
+/* Cancel every task and run the loop while they unwind. A task whose cleanup waits forever
+ * on something the loop could still deliver keeps this waiting, as asyncio.run would; tasks
+ * that nothing could ever wake are cancelled again, a few times, and then dropped. */
+static void cancel_tasks(corio_runtime *rt) {
+  lua_State *L = rt->L;
+  int rounds = 0;
+  while (rt->live_tasks > 0 && rounds++ < 4) {
+    lua_pushcfunction(L, cancel_all_p);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
+    while (rt->live_tasks > 0) {
+      rt->in_loop++;
+      if (rt->ready_head) corio__run_ready(rt);
+      int alive = rt->live_tasks > 0 && uv_run(rt->loop, rt->ready_head ? UV_RUN_NOWAIT
+                                                                         : UV_RUN_ONCE);
+      rt->in_loop--;
+      if (!alive && !rt->ready_head) break;
+    }
+  }
 }
 
 int corio_close(corio_runtime *rt) {
   int status = 0;
   if (!rt) return 0;
+  if (rt->in_loop) {
+    set_error(rt, "corio_close: called from inside the loop");
+    return CORIO_EBUSY;
+  }
+  struct corio_embed *e = rt->embed;
   rt->closing = 1;
   if (rt->L) {
-    /* Cancel what is still running and let its cleanup run, then close the state: the
-     * finalizers close the handles owned by userdata and report unretrieved errors. */
-    lua_State *L = rt->L;
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "corio.core");
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
-      lua_getfield(L, -1, "_cancel_all");
-      if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    corio__run_until_idle(rt);
+    cancel_tasks(rt);
     for (int i = rt->nclose_hooks - 1; i >= 0; i--) rt->close_hooks[i](rt);
-    lua_close(L);
+    lua_close(rt->L);  /* finalizers close handles owned by userdata, report lost errors */
     rt->L = NULL;
   }
-  corio__timer_close(rt);
-  if (!uv_is_closing((uv_handle_t *)&rt->check)) uv_close((uv_handle_t *)&rt->check, NULL);
-  if (!uv_is_closing((uv_handle_t *)&rt->idle)) uv_close((uv_handle_t *)&rt->idle, NULL);
+  runtime_shutdown(rt);
+  free(e->err);
+  e->err = NULL;
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(rt->loop) != 0) {
-      uv_walk(rt->loop, close_walk, NULL);
-      uv_run(rt->loop, UV_RUN_DEFAULT);
-      status = uv_loop_close(rt->loop) == 0 ? 0 : -1;
-    }
+    if (uv_loop_close(rt->loop) != 0) status = CORIO_ELOOP;
+    free(container_of(rt, block, rt));
   } else {
-    /* The host's loop: our handles are closing; its next uv_run() delivers the close
-     * callbacks, which touch none of this memory (they are NULL). */
-    uv_run(rt->loop, UV_RUN_NOWAIT);
+    /* The host's loop: the last close callback frees the block, in this uv_run or (when
+     * this is the host's callback after all) in the host's next iteration. */
+    uv_loop_t *loop = rt->loop;
+    e->free_on_close = 1;
+    uv_run(loop, UV_RUN_NOWAIT);
   }
-  free(rt->heap);
-  free(rt);
   return status;
 }
+
+/* ---- corio.so: the runtime inside a stock interpreter ------------------------------------- */
+#ifdef CORIO_MODULE
+
+static char RT_KEY;  /* registry key: the block (a full userdata), which finalizes last */
+
+corio_runtime *corio__rt_lookup(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY);
+  corio_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+/* The state is closing. The block was the first corio object with a finalizer, so it is
+ * finalized last: every task, token box and deadline is gone. Close the loop. */
+static int module_gc(lua_State *L) {
+  block *b = lua_touserdata(L, 1);
+  corio_runtime *rt = &b->rt;
+  if (!rt->loop) return 0;
+  runtime_shutdown(rt);
+  free(b->e.err);
+  b->e.err = NULL;
+  uv_run(rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(rt->loop);
+  rt->loop = NULL;
+  return 0;
+}
+
+static int module_init(lua_State *L) {
+  block *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "corio.Runtime");
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, module_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  if (runtime_init(b, NULL) != 0) {
+    b->rt.loop = NULL;
+    return luaL_error(L, "corio: cannot create the event loop");
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &RT_KEY);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  b->rt.L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  open_corio(L);
+  return 0;
+}
+
+/* require "corio" in a stock lua5.4: one runtime per state, on a loop of its own. Top-level
+ * async calls drive that loop, as under the corio command. */
+__attribute__((visibility("default"))) int luaopen_corio(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY) == LUA_TNIL) module_init(L);
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_getfield(L, -1, "corio");
+  lua_pushliteral(L, "corio");
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+#endif
