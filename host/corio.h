@@ -96,8 +96,10 @@ corio_runtime *corio_open_ex(const corio_options *opts);
  * can tell: from a Lua function or a done callback; from the host's own libuv callbacks it
  * cannot tell, and running the loop there is undefined in libuv). Every pointer into the
  * runtime, its lua_State and its tokens' task side is invalid afterwards.
- * Returns 0, or CORIO_ELOOP when the owned loop could not be closed (some handle of the
- * application was left on it), or CORIO_EBUSY. NULL is accepted. */
+ * Returns 0; CORIO_ELOOP when the application had left handles of its own on corio's loop
+ * (they are closed, with no close callback) or requests still in flight (then the loop's
+ * memory is leaked rather than freed under them); CORIO_EBUSY from inside the loop (nothing
+ * was done). NULL is accepted. */
 int corio_close(corio_runtime *rt);
 
 /* The Lua state (the main thread) for ordinary Lua C API work. Leave its stack as you found

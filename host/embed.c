@@ -924,6 +924,21 @@ static void cancel_tasks(corio_runtime *rt) {
   }
 }
 
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Close a loop corio owns, without blocking: corio's handles are closing. Handles the host
+ * left on it are closed too (CORIO_ELOOP); CORIO_EBUSY when it still cannot be closed. */
+static int close_own_loop(uv_loop_t *loop) {
+  uv_run(loop, UV_RUN_NOWAIT);  /* delivers the close callbacks */
+  if (uv_loop_close(loop) == 0) return 0;
+  uv_walk(loop, close_walk, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return uv_loop_close(loop) == 0 ? CORIO_ELOOP : CORIO_EBUSY;
+}
+
 int corio_close(corio_runtime *rt) {
   int status = 0;
   if (!rt) return 0;
@@ -943,9 +958,11 @@ int corio_close(corio_runtime *rt) {
   free(e->err);
   e->err = NULL;
   if (rt->owns_loop) {
-    uv_run(rt->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(rt->loop) != 0) status = CORIO_ELOOP;
-    free(container_of(rt, block, rt));
+    status = close_own_loop(rt->loop);
+    /* A request still in flight (thread-pool work the host queued on corio's loop) would
+     * touch the loop later: then the block is deliberately leaked rather than freed. */
+    if (status != CORIO_EBUSY) free(container_of(rt, block, rt));
+    else status = CORIO_ELOOP;
   } else {
     /* The host's loop: the last close callback frees the block, in this uv_run or (when
      * this is the host's callback after all) in the host's next iteration. */
@@ -977,8 +994,7 @@ static int module_gc(lua_State *L) {
   runtime_shutdown(rt);
   free(b->e.err);
   b->e.err = NULL;
-  uv_run(rt->loop, UV_RUN_DEFAULT);
-  uv_loop_close(rt->loop);
+  close_own_loop(rt->loop);  /* the process is usually exiting: nothing more to do if busy */
   rt->loop = NULL;
   return 0;
 }

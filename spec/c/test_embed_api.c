@@ -440,6 +440,22 @@ static void test_reentry(void) {
   CHECK(corio_close(rt) == 0);
 }
 
+static void never_cb(uv_timer_t *t) {
+  (void)t;
+  CHECK(!"the forgotten timer fired");
+}
+
+/* a handle the host forgot on corio's own loop: closed, reported, no hang */
+static void test_forgotten_handle(void) {
+  corio_runtime *rt = corio_open_ex(NULL);
+  CHECK(rt != NULL);
+  uv_timer_t *t = malloc(sizeof *t);  /* the host's memory: freed once corio closed it */
+  CHECK(uv_timer_init(corio_loop(rt), t) == 0);
+  CHECK(uv_timer_start(t, never_cb, 100000, 100000) == 0);
+  CHECK(corio_close(rt) == CORIO_ELOOP);
+  free(t);
+}
+
 int main(void) {
   test_own_loop();
   test_precompiled();
@@ -448,6 +464,7 @@ int main(void) {
   test_borrowed_loop();
   test_stop();
   test_reentry();
+  test_forgotten_handle();
   printf("test_embed_api: ok\n");
   return 0;
 }
