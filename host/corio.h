@@ -28,7 +28,13 @@
  * Integrating with a foreign main loop (a GUI toolkit, a game loop, epoll of one's own):
  * watch uv_backend_fd(corio_loop(rt)) for readability, wake up after at most
  * uv_backend_timeout(corio_loop(rt)) milliseconds (-1: no timeout; it is 0 while tasks are
- * ready to run), and call corio_step(rt) whenever either happens. corio_step never blocks. */
+ * ready to run), and call corio_step(rt) whenever either happens. corio_step never blocks.
+ *
+ * The same runtime also loads into a stock lua5.4 as the C module corio.so (built next to
+ * libcorio; `luarocks make` installs it): `require "corio"` creates a runtime with a loop of
+ * its own for that lua_State, and top-level async calls drive it. There, as under `lua`, the
+ * script's end closes the state: wait for what you spawned (corio.run does) or it is dropped
+ * without its cleanup. */
 #ifndef CORIO_H
 #define CORIO_H
 
@@ -157,10 +163,11 @@ int corio_spawn(corio_runtime *rt, int nargs, corio_done_fn done, void *ud, int 
 /* ---- registering C functions ---------------------------------------------------------- */
 
 /* Set corio[name] = fn in the `corio` module (what `require "corio"` returns), as a closure
- * whose first upvalue is `ud` (a light userdata: read it with corio_fn_ud(L)). */
+ * whose first upvalue is `ud` (a light userdata: read it with corio_fn_ud(L)).
+ * corio_register_module: make `require(name)` call `open` (package.preload[name] = open).
+ * Both return 0, CORIO_EINVAL (a NULL name or function) or CORIO_ERUN (message in
+ * corio_errmsg). */
 int corio_register(corio_runtime *rt, const char *name, lua_CFunction fn, void *ud);
-
-/* Make `require(name)` call `open` (package.preload[name] = open). */
 int corio_register_module(corio_runtime *rt, const char *name, lua_CFunction open);
 
 static inline void *corio_fn_ud(lua_State *L) {

@@ -28,7 +28,8 @@ static void later_closed(uv_handle_t *h) { free(h->data); }
 static void later_cb(uv_timer_t *t) {
   later *l = t->data;
   corio_value v = corio_integer(l->value);
-  int st = l->fail ? corio_reject(l->tok, "later: failed on purpose") : corio_resolve(l->tok, 1, &v);
+  int st = l->fail ? corio_reject(l->tok, "later: failed on purpose")
+                    : corio_resolve(l->tok, 1, &v);
   CHECK(st == 0);
   uv_close((uv_handle_t *)t, later_closed);
 }

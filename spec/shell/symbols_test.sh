@@ -6,7 +6,8 @@ lib=$1 mod=$2
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^corio_[a-z]' || true)
 if [ -n "$bad" ]; then echo "libcorio.so exports more than corio_*:"; echo "$bad"; exit 1; fi
 nm -D --defined-only "$lib" | grep -q ' corio_open_ex$' || { echo "corio_open_ex missing"; exit 1; }
-internal=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -E '^(corio__|strbuf_|fpconv_|llhttp)' || true)
+internal=$(nm -D --defined-only "$lib" | awk '{print $3}' \
+  | grep -E '^(corio__|strbuf_|fpconv_|llhttp)' || true)
 if [ -n "$internal" ]; then echo "internal symbols leak: $internal"; exit 1; fi
 modsyms=$(nm -D --defined-only "$mod" | awk '{print $3}')
 if [ "$modsyms" != "luaopen_corio" ]; then echo "corio.so exports: $modsyms"; exit 1; fi
