@@ -120,7 +120,6 @@ struct corio_token {
   int nvalues;
   int failed;              /* 1: rejected, 2: out of memory while storing the outcome */
   int completed;           /* seen by the loop thread */
-  int stored;              /* the C side completed it */
   int state;               /* TOK_* */
   int refs;
   corio_wait wait;
@@ -166,7 +165,6 @@ static int store(corio_token *tok, int failed, int n, const corio_value *v) {
   char *mem = malloc(size + strings + 1);
   if (!mem) {
     tok->failed = 2;
-    tok->stored = 1;
     return CORIO_ENOMEM;
   }
   corio_value *out = (corio_value *)mem;
@@ -183,7 +181,6 @@ static int store(corio_token *tok, int failed, int n, const corio_value *v) {
   tok->values = out;
   tok->nvalues = n;
   tok->failed = failed;
-  tok->stored = 1;
   return 0;
 }
 
@@ -922,6 +919,11 @@ static void cancel_tasks(corio_runtime *rt) {
       if (!alive && !rt->ready_head) break;
     }
   }
+  /* Handles the cleanup closed get their close callbacks now, while the state they may
+   * unanchor from is still open (one iteration delivers every pending close). */
+  rt->in_loop++;
+  uv_run(rt->loop, UV_RUN_NOWAIT);
+  rt->in_loop--;
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
