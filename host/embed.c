@@ -1,44 +1,17 @@
 /* The public embedding API (corio.h): creating and closing a runtime, loading and running
- * code, tasks started from C, registered C functions, completion tokens (also completed from
- * other threads), driving the loop, the output hook. Built with CORIO_MODULE, the end of this
- * file is also `luaopen_corio` of corio.so, the runtime loaded into a stock lua5.4. */
+ * code, tasks started from C, registered C functions, driving the loop, the output hook.
+ * Completion tokens (async C functions) are in token.c, corio.so's luaopen_corio in module.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lualib.h>
 
-#include "core.h"
-
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-
-typedef struct hub hub;
-
-/* What the embedding API adds to a runtime. It shares one allocation with the runtime record
- * (struct block) so that the handles embedded in either stay valid until their close
- * callbacks have run, even when corio_close returns before that (on the host's loop). */
-struct corio_embed {
-  uv_async_t async;     /* wakes the loop for completions queued from other threads */
-  hub *hub;
-  int waiting;          /* tokens a task waits on: the async handle is ref'd while > 0 */
-  int stop;             /* corio_stop was called */
-  int closes;           /* handles closed whose close callback has not run yet */
-  int free_on_close;    /* the last close callback frees the block */
-  int warn_on, warn_cont;
-  corio_output_fn output;
-  void *output_ud;
-  int output_installed;
-  char *err;            /* corio_errmsg when longer than rt->errbuf */
-};
-
-typedef struct block {
-  corio_runtime rt;
-  struct corio_embed e;
-} block;
+#include "embed.h"
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
-static void set_error(corio_runtime *rt, const char *msg) {
+void corio__set_error(corio_runtime *rt, const char *msg) {
   size_t len = strlen(msg);
   free(rt->embed->err);
   rt->embed->err = NULL;
@@ -54,7 +27,7 @@ static void set_error(corio_runtime *rt, const char *msg) {
 /* The error object on top of L becomes the error message; it is popped. */
 static void set_error_from(corio_runtime *rt, lua_State *L) {
   corio__push_errmsg(L, -1);
-  set_error(rt, lua_tostring(L, -1));
+  corio__set_error(rt, lua_tostring(L, -1));
   lua_pop(L, 2);
 }
 
@@ -77,279 +50,6 @@ int corio_unretrieved_errors(corio_runtime *rt) { return rt->unretrieved; }
 lua_State *corio_lua(corio_runtime *rt) { return rt->L; }
 uv_loop_t *corio_loop(corio_runtime *rt) { return rt->loop; }
 corio_runtime *corio_from_lua(lua_State *L) { return corio__rt(L); }
-
-/* ---- tokens: the C side of an asynchronous C function --------------------------------------
- * A token is malloc'd and counted: one reference for the C side (dropped by its completion)
- * and one for the task side (dropped when the box on the suspended call's stack is
- * collected). Other threads touch tokens only through the *_threadsafe functions, which
- * take `lock`; the fields they share with the loop thread (state, refs, the hub's queue)
- * change only under it. One process-wide lock: completions are rare next to everything else
- * and a lock per runtime would have to outlive the runtime anyway. */
-
-static uv_once_t lock_once = UV_ONCE_INIT;
-static uv_mutex_t lock;
-
-static void lock_init(void) {
-  if (uv_mutex_init(&lock) != 0) abort();  /* only when the system is out of resources */
-}
-
-static void lock_tokens(void) {
-  uv_once(&lock_once, lock_init);
-  uv_mutex_lock(&lock);
-}
-
-static void unlock_tokens(void) { uv_mutex_unlock(&lock); }
-
-/* The cross-thread side of a runtime: it outlives the runtime while tokens point to it. */
-struct hub {
-  uv_async_t *async;         /* NULL once the runtime closed */
-  corio_token *head, *tail;  /* completed from other threads, not yet seen by the loop */
-  int refs;                  /* the runtime's and one per token */
-};
-
-enum { TOK_NEW, TOK_WAITING, TOK_DETACHED };
-
-struct corio_token {
-  hub *hub;
-  corio_runtime *rt;       /* set while a task waits on it */
-  corio_task *task;
-  corio_cancel_fn cancel;
-  void *ud;
-  corio_token *next;       /* in the hub's queue */
-  corio_value *values;     /* the outcome; values[0] is the message when failed */
-  int nvalues;
-  int failed;              /* 1: rejected, 2: out of memory while storing the outcome */
-  int completed;           /* seen by the loop thread */
-  int state;               /* TOK_* */
-  int refs;
-  corio_wait wait;
-  char op[40];
-};
-
-static char TOKEN_MT;  /* registry key: metatable of the box that holds the task's reference */
-
-static void release_locked(corio_token *tok) {
-  if (--tok->refs > 0) return;
-  hub *h = tok->hub;
-  free(tok->values);
-  free(tok);
-  if (--h->refs == 0) free(h);
-}
-
-/* The task stops waiting on tok (loop thread). */
-static void leave_wait(corio_token *tok) {
-  struct corio_embed *e = tok->rt->embed;
-  lock_tokens();
-  tok->state = TOK_DETACHED;
-  unlock_tokens();
-  if (--e->waiting == 0 && !uv_is_closing((uv_handle_t *)&e->async))
-    uv_unref((uv_handle_t *)&e->async);
-}
-
-/* Copy the outcome into the token (any thread: the token is the caller's until completed). */
-static int store(corio_token *tok, int failed, int n, const corio_value *v) {
-  size_t size, strings = 0;
-  int bad = 0;
-  if (n < 0) n = 0;
-  for (int i = 0; i < n; i++) {
-    if (v[i].type == CORIO_TSTRING) strings += v[i].u.s.len + 1;
-    else if (v[i].type < CORIO_TNIL || v[i].type > CORIO_TSTRING) bad = 1;
-  }
-  if (bad) {
-    static const char msg[] = "async C function: completed with a value of unknown type";
-    corio_value m = corio_lstring(msg, sizeof msg - 1);
-    store(tok, 1, 1, &m);
-    return CORIO_EINVAL;
-  }
-  size = sizeof(corio_value) * (size_t)n;
-  char *mem = malloc(size + strings + 1);
-  if (!mem) {
-    tok->failed = 2;
-    return CORIO_ENOMEM;
-  }
-  corio_value *out = (corio_value *)mem;
-  char *s = mem + size;
-  for (int i = 0; i < n; i++) {
-    out[i] = v[i];
-    if (v[i].type == CORIO_TSTRING) {
-      if (v[i].u.s.len) memcpy(s, v[i].u.s.p, v[i].u.s.len);
-      s[v[i].u.s.len] = '\0';
-      out[i].u.s.p = s;
-      s += v[i].u.s.len + 1;
-    }
-  }
-  tok->values = out;
-  tok->nvalues = n;
-  tok->failed = failed;
-  return 0;
-}
-
-/* Loop thread: the outcome is stored; wake the task if it waits. Consumes the C reference. */
-static int complete_here(corio_token *tok, int status) {
-  lock_tokens();
-  int state = tok->state;
-  tok->completed = 1;
-  unlock_tokens();
-  if (state == TOK_WAITING) {
-    corio_task *t = tok->task;
-    tok->task = NULL;
-    leave_wait(tok);
-    corio__wake(tok->rt, t);
-  } else if (state == TOK_DETACHED) {
-    status = CORIO_ECANCELLED;
-  }
-  lock_tokens();
-  release_locked(tok);
-  unlock_tokens();
-  return status;
-}
-
-int corio_resolve(corio_token *tok, int n, const corio_value *values) {
-  return complete_here(tok, store(tok, 0, n, values));
-}
-
-int corio_reject(corio_token *tok, const char *message) {
-  corio_value m = corio_string(message ? message : "async C function failed");
-  return complete_here(tok, store(tok, 1, 1, &m));
-}
-
-/* Any thread: queue the token for the loop thread and wake it. */
-static int complete_queued(corio_token *tok, int status) {
-  lock_tokens();
-  hub *h = tok->hub;
-  if (tok->state == TOK_DETACHED || !h->async) {
-    release_locked(tok);
-    unlock_tokens();
-    return CORIO_ECANCELLED;
-  }
-  tok->next = NULL;  /* the C reference now belongs to the queue */
-  if (h->tail) h->tail->next = tok;
-  else h->head = tok;
-  h->tail = tok;
-  uv_async_send(h->async);  /* under the lock: the handle is not closed meanwhile */
-  unlock_tokens();
-  return status;
-}
-
-int corio_resolve_threadsafe(corio_token *tok, int n, const corio_value *values) {
-  return complete_queued(tok, store(tok, 0, n, values));
-}
-
-int corio_reject_threadsafe(corio_token *tok, const char *message) {
-  corio_value m = corio_string(message ? message : "async C function failed");
-  return complete_queued(tok, store(tok, 1, 1, &m));
-}
-
-static void async_cb(uv_async_t *a) {
-  corio_runtime *rt = a->data;
-  lock_tokens();
-  corio_token *tok = rt->embed->hub->head;
-  rt->embed->hub->head = rt->embed->hub->tail = NULL;
-  unlock_tokens();
-  while (tok) {
-    corio_token *next = tok->next;
-    complete_here(tok, 0);
-    tok = next;
-  }
-}
-
-void corio_token_set_ud(corio_token *tok, void *ud) { tok->ud = ud; }
-void *corio_token_ud(corio_token *tok) { return tok->ud; }
-
-static int token_box_gc(lua_State *L) {
-  corio_token **box = lua_touserdata(L, 1);
-  corio_token *tok = *box;
-  *box = NULL;
-  if (!tok) return 0;
-  if (tok->state == TOK_WAITING) {  /* a waiting task collected: only when the state closes */
-    tok->task = NULL;
-    leave_wait(tok);
-  }
-  lock_tokens();
-  release_locked(tok);
-  unlock_tokens();
-  return 0;
-}
-
-corio_token *corio_token_new(lua_State *L, const char *op, corio_cancel_fn cancel, void *ud) {
-  corio_runtime *rt = corio__rt(L);
-  if (!op) op = "async call";
-  corio__check_suspend(L, op);
-  corio_token **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TOKEN_MT) == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
-    lua_pushliteral(L, "corio.Token");
-    lua_setfield(L, -2, "__name");
-    lua_pushcfunction(L, token_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &TOKEN_MT);
-  }
-  lua_setmetatable(L, -2);
-  corio_token *tok = calloc(1, sizeof *tok);
-  if (!tok) luaL_error(L, "%s: not enough memory", op);
-  snprintf(tok->op, sizeof tok->op, "%s", op);
-  tok->wait.name = tok->op;
-  tok->cancel = cancel;
-  tok->ud = ud;
-  tok->state = TOK_NEW;
-  tok->refs = 2;
-  tok->hub = rt->embed->hub;
-  lock_tokens();
-  tok->hub->refs++;
-  unlock_tokens();
-  *box = tok;
-  return tok;
-}
-
-static int deliver(lua_State *L, corio_token *tok) {
-  if (tok->failed == 2) return luaL_error(L, "%s: not enough memory for its results", tok->op);
-  if (tok->failed) {
-    lua_pushlstring(L, tok->values[0].u.s.p, tok->values[0].u.s.len);
-    return lua_error(L);
-  }
-  luaL_checkstack(L, tok->nvalues, "too many results");
-  for (int i = 0; i < tok->nvalues; i++) {
-    const corio_value *v = &tok->values[i];
-    switch (v->type) {
-      case CORIO_TBOOLEAN: lua_pushboolean(L, v->u.b); break;
-      case CORIO_TINTEGER: lua_pushinteger(L, v->u.i); break;
-      case CORIO_TNUMBER: lua_pushnumber(L, v->u.n); break;
-      case CORIO_TSTRING: lua_pushlstring(L, v->u.s.p, v->u.s.len); break;
-      default: lua_pushnil(L); break;
-    }
-  }
-  return tok->nvalues;
-}
-
-static void token_cancel(lua_State *L, corio_task *t) {
-  corio_token *tok = t->wait_data;
-  (void)L;
-  tok->task = NULL;
-  leave_wait(tok);
-  if (tok->cancel) tok->cancel(tok, tok->ud);
-}
-
-static int token_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  return deliver(L, (corio_token *)ctx);
-}
-
-int corio_token_await(lua_State *L, corio_token *tok) {
-  corio_runtime *rt = corio__rt(L);
-  struct corio_embed *e = rt->embed;
-  if (tok->completed) return deliver(L, tok);  /* completed on the loop thread already */
-  lock_tokens();
-  tok->state = TOK_WAITING;
-  unlock_tokens();
-  tok->rt = rt;
-  tok->task = rt->current;
-  tok->wait.cancel = token_cancel;
-  if (e->waiting++ == 0) uv_ref((uv_handle_t *)&e->async);
-  return corio__await(L, &tok->wait, tok, token_k, (lua_KContext)tok);
-}
 
 /* ---- tasks started from C ---------------------------------------------------------------- */
 
@@ -388,7 +88,7 @@ static int ccall_deliver(lua_State *L) {
       lua_pushfstring(L, "%s\n%s", lua_tostring(L, eidx + 1), lua_tostring(L, -1));
     else
       lua_pushvalue(L, eidx + 1);
-    set_error(rt, lua_tostring(L, -1));
+    corio__set_error(rt, lua_tostring(L, -1));
     lua_settop(L, eidx);
   }
   c->done(rt, c->ud, status, L, n);
@@ -445,7 +145,7 @@ int corio_spawn(corio_runtime *rt, int nargs, corio_done_fn done, void *ud, int 
   struct spawn_args a = {nargs, done, ud, task_ref};
   if (task_ref) *task_ref = LUA_NOREF;
   if (nargs < 0 || lua_gettop(L) < nargs + 1) {
-    set_error(rt, "corio_spawn: fewer values on the stack than the function and its arguments");
+    corio__set_error(rt, "corio_spawn: fewer values on the stack than the function and its arguments");
     return CORIO_EINVAL;
   }
   int fidx = lua_gettop(L) - nargs;
@@ -453,14 +153,14 @@ int corio_spawn(corio_runtime *rt, int nargs, corio_done_fn done, void *ud, int 
     int callable = luaL_getmetafield(L, fidx, "__call") != LUA_TNIL;
     if (callable) lua_pop(L, 1);
     else {
-      set_error(rt, "corio_spawn: the value to run is not a function");
+      corio__set_error(rt, "corio_spawn: the value to run is not a function");
       lua_pop(L, nargs + 1);
       return CORIO_EINVAL;
     }
   }
   if (!lua_checkstack(L, 3)) {
     lua_pop(L, nargs + 1);
-    set_error(rt, "corio_spawn: not enough memory");
+    corio__set_error(rt, "corio_spawn: not enough memory");
     return CORIO_ENOMEM;
   }
   lua_pushcfunction(L, spawn_p);
@@ -504,7 +204,7 @@ static int preload_p(lua_State *L) {
 static int protect(corio_runtime *rt, lua_CFunction f, void *arg) {
   lua_State *L = rt->L;
   if (!lua_checkstack(L, 2)) {
-    set_error(rt, "not enough memory");
+    corio__set_error(rt, "not enough memory");
     return CORIO_ENOMEM;
   }
   lua_pushcfunction(L, f);
@@ -519,7 +219,7 @@ static int protect(corio_runtime *rt, lua_CFunction f, void *arg) {
 int corio_register(corio_runtime *rt, const char *name, lua_CFunction fn, void *ud) {
   struct reg_args a = {name, fn, ud};
   if (!name || !fn) {
-    set_error(rt, "corio_register: a name and a function are needed");
+    corio__set_error(rt, "corio_register: a name and a function are needed");
     return CORIO_EINVAL;
   }
   return protect(rt, register_p, &a);
@@ -528,7 +228,7 @@ int corio_register(corio_runtime *rt, const char *name, lua_CFunction fn, void *
 int corio_register_module(corio_runtime *rt, const char *name, lua_CFunction open) {
   struct reg_args a = {name, open, NULL};
   if (!name || !open) {
-    set_error(rt, "corio_register_module: a name and a function are needed");
+    corio__set_error(rt, "corio_register_module: a name and a function are needed");
     return CORIO_EINVAL;
   }
   return protect(rt, preload_p, &a);
@@ -628,7 +328,7 @@ int corio_set_output(corio_runtime *rt, corio_output_fn fn, void *ud) {
 static void on_closed(uv_handle_t *h) {
   corio_runtime *rt = h->data;
   struct corio_embed *e = rt->embed;
-  if (--e->closes == 0 && e->free_on_close) free(container_of(rt, block, rt));
+  if (--e->closes == 0 && e->free_on_close) free(container_of(rt, corio__block, rt));
 }
 
 static void close_handle(corio_runtime *rt, uv_handle_t *h) {
@@ -638,23 +338,20 @@ static void close_handle(corio_runtime *rt, uv_handle_t *h) {
 }
 
 /* The loop, the hub and the runtime's handles. Nothing to undo on failure but the block. */
-static int runtime_init(block *b, uv_loop_t *loop) {
+int corio__embed_init(corio__block *b, uv_loop_t *loop) {
   corio_runtime *rt = &b->rt;
   rt->embed = &b->e;
-  b->e.hub = calloc(1, sizeof *b->e.hub);
-  if (!b->e.hub) return CORIO_ENOMEM;
   if (loop) {
     rt->loop = loop;
   } else {
-    if (uv_loop_init(&rt->own_loop) != 0) {
-      free(b->e.hub);
-      return CORIO_ELOOP;
-    }
+    if (uv_loop_init(&rt->own_loop) != 0) return CORIO_ELOOP;
     rt->loop = &rt->own_loop;
     rt->owns_loop = 1;
   }
-  b->e.hub->refs = 1;
-  b->e.hub->async = &b->e.async;
+  if (corio__hub_open(rt) != 0) {
+    if (rt->owns_loop) uv_loop_close(&rt->own_loop);
+    return CORIO_ENOMEM;
+  }
   rt->on_error = default_error_handler;
   rt->main_task.flags = CORIO_F_MAIN;
   rt->main_task.state = CORIO_RUNNING;
@@ -663,29 +360,14 @@ static int runtime_init(block *b, uv_loop_t *loop) {
   rt->main_cancel_ref = LUA_NOREF;
   rt->current = &rt->main_task;
   corio__handles_init(rt);
-  uv_async_init(rt->loop, &b->e.async, async_cb);
-  b->e.async.data = rt;
-  uv_unref((uv_handle_t *)&b->e.async);
   return 0;
 }
 
 /* Close every handle of the runtime and cut the hub loose from it (loop thread). Tokens
  * completed from other threads after this are dropped. */
-static void runtime_shutdown(corio_runtime *rt) {
+void corio__embed_shutdown(corio_runtime *rt) {
   struct corio_embed *e = rt->embed;
-  hub *h = e->hub;
-  lock_tokens();
-  corio_token *tok = h->head;
-  h->head = h->tail = NULL;
-  h->async = NULL;
-  while (tok) {
-    corio_token *next = tok->next;
-    release_locked(tok);
-    tok = next;
-  }
-  if (--h->refs == 0) free(h);
-  unlock_tokens();
-  e->hub = NULL;
+  corio__hub_close(rt);
   close_handle(rt, (uv_handle_t *)&rt->check);
   close_handle(rt, (uv_handle_t *)&rt->idle);
   close_handle(rt, (uv_handle_t *)&rt->heap_timer);
@@ -728,7 +410,7 @@ static void prepend_path(lua_State *L, const char *field, const char *dirs) {
 }
 
 /* The corio world in a state: anchors, coroutine patch, scripts and bindings, corio.core. */
-static void open_corio(lua_State *L) {
+void corio__open_world(lua_State *L) {
   corio__anchors_init(L);
   corio__coroutine_patch(L);
   corio__preload_scripts(L);
@@ -740,7 +422,7 @@ static void open_corio(lua_State *L) {
 static int open_all(lua_State *L) {
   const corio_options *o = lua_touserdata(L, 1);
   luaL_openlibs(L);
-  open_corio(L);
+  corio__open_world(L);
   prepend_path(L, "path", o->path);
   prepend_path(L, "cpath", o->cpath);
   return 0;
@@ -757,9 +439,9 @@ corio_runtime *corio_open_ex(const corio_options *opts) {
   corio_options o;
   if (opts) o = *opts;
   else memset(&o, 0, sizeof o);
-  block *b = calloc(1, sizeof *b);
+  corio__block *b = calloc(1, sizeof *b);
   if (!b) return NULL;
-  if (runtime_init(b, o.loop) != 0) {
+  if (corio__embed_init(b, o.loop) != 0) {
     free(b);
     return NULL;
   }
@@ -805,7 +487,7 @@ static int docall(corio_runtime *rt, int loaded) {
   }
   if (rt->in_loop) {
     lua_pop(L, 1);
-    set_error(rt, "corio: cannot run top-level code from inside the loop (spawn a task)");
+    corio__set_error(rt, "corio: cannot run top-level code from inside the loop (spawn a task)");
     return CORIO_EBUSY;
   }
   lua_pushcfunction(L, traceback);
@@ -826,7 +508,7 @@ int corio_dofile(corio_runtime *rt, const char *path) {
 
 int corio_dostring(corio_runtime *rt, const char *code, const char *chunkname) {
   if (!code) {
-    set_error(rt, "corio_dostring: no code");
+    corio__set_error(rt, "corio_dostring: no code");
     return CORIO_EINVAL;
   }
   return docall(rt, luaL_loadbuffer(rt->L, code, strlen(code), chunkname ? chunkname : code));
@@ -835,7 +517,7 @@ int corio_dostring(corio_runtime *rt, const char *code, const char *chunkname) {
 int corio_load(corio_runtime *rt, const char *buf, size_t len, const char *chunkname,
                const char *mode) {
   if (!buf) {
-    set_error(rt, "corio_load: no buffer");
+    corio__set_error(rt, "corio_load: no buffer");
     return CORIO_EINVAL;
   }
   int st = luaL_loadbufferx(rt->L, buf, len, chunkname ? chunkname : "=?", mode ? mode : "bt");
@@ -858,7 +540,7 @@ int corio_dobuffer(corio_runtime *rt, const char *buf, size_t len, const char *c
 int corio_run(corio_runtime *rt) {
   struct corio_embed *e = rt->embed;
   if (rt->in_loop) {
-    set_error(rt, "corio_run: the loop is already running");
+    corio__set_error(rt, "corio_run: the loop is already running");
     return CORIO_EBUSY;
   }
   e->stop = 0;
@@ -875,7 +557,7 @@ int corio_run(corio_runtime *rt) {
 
 int corio_step(corio_runtime *rt) {
   if (rt->in_loop) {
-    set_error(rt, "corio_step: the loop is already running");
+    corio__set_error(rt, "corio_step: the loop is already running");
     return CORIO_EBUSY;
   }
   rt->in_loop++;
@@ -933,7 +615,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 /* Close a loop corio owns, without blocking: corio's handles are closing. Handles the host
  * left on it are closed too (CORIO_ELOOP); CORIO_EBUSY when it still cannot be closed. */
-static int close_own_loop(uv_loop_t *loop) {
+int corio__close_own_loop(uv_loop_t *loop) {
   uv_run(loop, UV_RUN_NOWAIT);  /* delivers the close callbacks */
   if (uv_loop_close(loop) == 0) return 0;
   uv_walk(loop, close_walk, NULL);
@@ -945,7 +627,7 @@ int corio_close(corio_runtime *rt) {
   int status = 0;
   if (!rt) return 0;
   if (rt->in_loop) {
-    set_error(rt, "corio_close: called from inside the loop");
+    corio__set_error(rt, "corio_close: called from inside the loop");
     return CORIO_EBUSY;
   }
   struct corio_embed *e = rt->embed;
@@ -956,14 +638,14 @@ int corio_close(corio_runtime *rt) {
     lua_close(rt->L);  /* finalizers close handles owned by userdata, report lost errors */
     rt->L = NULL;
   }
-  runtime_shutdown(rt);
+  corio__embed_shutdown(rt);
   free(e->err);
   e->err = NULL;
   if (rt->owns_loop) {
-    status = close_own_loop(rt->loop);
+    status = corio__close_own_loop(rt->loop);
     /* A request still in flight (thread-pool work the host queued on corio's loop) would
      * touch the loop later: then the block is deliberately leaked rather than freed. */
-    if (status != CORIO_EBUSY) free(container_of(rt, block, rt));
+    if (status != CORIO_EBUSY) free(container_of(rt, corio__block, rt));
     else status = CORIO_ELOOP;
   } else {
     /* The host's loop: the last close callback frees the block, in this uv_run or (when
@@ -974,64 +656,3 @@ int corio_close(corio_runtime *rt) {
   }
   return status;
 }
-
-/* ---- corio.so: the runtime inside a stock interpreter ------------------------------------- */
-#ifdef CORIO_MODULE
-
-static char RT_KEY;  /* registry key: the block (a full userdata), which finalizes last */
-
-corio_runtime *corio__rt_lookup(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY);
-  corio_runtime *rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
-/* The state is closing. The block was the first corio object with a finalizer, so it is
- * finalized last: every task, token box and deadline is gone. Close the loop. */
-static int module_gc(lua_State *L) {
-  block *b = lua_touserdata(L, 1);
-  corio_runtime *rt = &b->rt;
-  if (!rt->loop) return 0;
-  runtime_shutdown(rt);
-  free(b->e.err);
-  b->e.err = NULL;
-  close_own_loop(rt->loop);  /* the process is usually exiting: nothing more to do if busy */
-  rt->loop = NULL;
-  return 0;
-}
-
-static int module_init(lua_State *L) {
-  block *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "corio.Runtime");
-  lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, module_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  if (runtime_init(b, NULL) != 0) {
-    b->rt.loop = NULL;
-    return luaL_error(L, "corio: cannot create the event loop");
-  }
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &RT_KEY);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  b->rt.L = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  open_corio(L);
-  return 0;
-}
-
-/* require "corio" in a stock lua5.4: one runtime per state, on a loop of its own. Top-level
- * async calls drive that loop, as under the corio command. */
-__attribute__((visibility("default"))) int luaopen_corio(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY) == LUA_TNIL) module_init(L);
-  lua_pop(L, 1);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_getfield(L, -1, "corio");
-  lua_pushliteral(L, "corio");
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-#endif
