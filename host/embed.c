@@ -145,7 +145,8 @@ int corio_spawn(corio_runtime *rt, int nargs, corio_done_fn done, void *ud, int 
   struct spawn_args a = {nargs, done, ud, task_ref};
   if (task_ref) *task_ref = LUA_NOREF;
   if (nargs < 0 || lua_gettop(L) < nargs + 1) {
-    corio__set_error(rt, "corio_spawn: fewer values on the stack than the function and its arguments");
+    corio__set_error(rt, "corio_spawn: fewer values on the stack than a function and its "
+                         "arguments");
     return CORIO_EINVAL;
   }
   int fidx = lua_gettop(L) - nargs;
