@@ -62,6 +62,7 @@ typedef struct ccall {
   int ref;
 } ccall;
 
+/* (lightuserdata ccall) -> nothing: push the task's outcome and call the host (protected) */
 static int ccall_deliver(lua_State *L) {
   ccall *c = lua_touserdata(L, 1);
   corio_runtime *rt = corio__rt(L);
@@ -182,6 +183,7 @@ struct reg_args {
   void *ud;
 };
 
+/* (lightuserdata reg_args) -> nothing: corio[name] = closure(fn, ud) (protected) */
 static int register_p(lua_State *L) {
   struct reg_args *a = lua_touserdata(L, 1);
   lua_getglobal(L, "require");
@@ -194,6 +196,7 @@ static int register_p(lua_State *L) {
   return 0;
 }
 
+/* (lightuserdata reg_args) -> nothing: package.preload[name] = fn (protected) */
 static int preload_p(lua_State *L) {
   struct reg_args *a = lua_touserdata(L, 1);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -300,6 +303,7 @@ static int out_write(lua_State *L) {
   return 1;
 }
 
+/* () -> nothing: replace print and io.write by the hooked ones (protected) */
 static int install_output_p(lua_State *L) {
   lua_pushcfunction(L, out_print);
   lua_setglobal(L, "print");
@@ -420,6 +424,7 @@ void corio__open_world(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* (lightuserdata corio_options) -> nothing: the libraries and the corio world (protected) */
 static int open_all(lua_State *L) {
   const corio_options *o = lua_touserdata(L, 1);
   luaL_openlibs(L);
@@ -474,6 +479,7 @@ corio_runtime *corio_open_ex(const corio_options *opts) {
 
 /* ---- running code ------------------------------------------------------------------------- */
 
+/* message handler: (err) -> err's message with a traceback */
 static int traceback(lua_State *L) {
   corio__push_errmsg(L, 1);
   luaL_traceback(L, L, lua_tostring(L, -1), 1);
@@ -575,6 +581,7 @@ void corio_stop(corio_runtime *rt) {
 
 /* ---- closing ------------------------------------------------------------------------------- */
 
+/* () -> nothing: corio.core._cancel_all() (protected) */
 static int cancel_all_p(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "corio.core");

@@ -31,6 +31,7 @@ static int module_gc(lua_State *L) {
   return 0;
 }
 
+/* Create the runtime of this state: its block is a full userdata kept in the registry. */
 static int module_init(lua_State *L) {
   corio__block *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);

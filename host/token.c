@@ -188,6 +188,7 @@ static void async_cb(uv_async_t *a) {
 void corio_token_set_ud(corio_token *tok, void *ud) { tok->ud = ud; }
 void *corio_token_ud(corio_token *tok) { return tok->ud; }
 
+/* __gc of the box on the suspended call's stack: the task side lets go of the token */
 static int token_box_gc(lua_State *L) {
   corio_token **box = lua_touserdata(L, 1);
   corio_token *tok = *box;
