@@ -323,6 +323,20 @@ static void test_hooks(void) {
   CHECK(strcmp(lua_tostring(corio_lua(rt), -1), "x") == 0);
   lua_pop(corio_lua(rt), 1);
   CHECK(out.len == strlen("twice\t42\tnil\nw1 2.5\nhostmod\tfrom C\nin a task\n"));
+  /* back to stdout: nothing more reaches the hook */
+  size_t before = out.len;
+  CHECK_OK(rt, corio_set_output(rt, NULL, NULL));
+  CHECK_OK(rt, corio_dostring(rt, "print('to stdout')", "=stdout"));
+  CHECK(out.len == before);
+  /* a file, run as top-level code */
+  f = fopen(file, "w");
+  CHECK(f != NULL);
+  fputs("local corio = require 'corio' corio.sleep(0.01) from_file = 'yes'\n", f);
+  fclose(f);
+  CHECK_OK(rt, corio_dofile(rt, file));
+  lua_getglobal(corio_lua(rt), "from_file");
+  CHECK(strcmp(lua_tostring(corio_lua(rt), -1), "yes") == 0);
+  lua_pop(corio_lua(rt), 1);
   /* warnings go through the custom-allocator state's own handler; "@on" enables them */
   CHECK_OK(rt, corio_dostring(rt, "warn('@off') warn('not shown')", "=warn"));
   CHECK(corio_close(rt) == 0);
