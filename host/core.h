@@ -148,6 +148,7 @@ struct corio_runtime {
   int closing;
   int (*close_hooks[8])(corio_runtime *);
   int nclose_hooks;
+  struct corio_embed *embed;/* state of the embedding API (embed.c) */
 };
 
 /* A frame of our coroutine.resume: `co` is being resumed by `from`. */
@@ -156,9 +157,19 @@ struct corio_nest {
   struct corio_nest *prev;
 };
 
+#ifdef CORIO_MODULE
+/* corio.so, loaded by a stock interpreter: the extra space of its threads is not ours (and
+ * coroutines created before `require "corio"` hold a stale copy), so the runtime is found
+ * through the registry (host/module.c). */
+corio_runtime *corio__rt_lookup(lua_State *L);
+static inline corio_runtime *corio__rt(lua_State *L) {
+  return corio__rt_lookup(L);
+}
+#else
 static inline corio_runtime *corio__rt(lua_State *L) {
   return *(corio_runtime **)lua_getextraspace(L);
 }
+#endif
 
 /* ---- anchors: every reference that keeps a Lua value alive for C goes through these ------- */
 int corio__anchor(lua_State *L, int idx);   /* -> ref; the value stays alive until unanchored */
@@ -223,6 +234,8 @@ int corio__push_errmsg(lua_State *L, int idx); /* tostring that survives nil/tab
 int corio__fail(lua_State *L, const char *op, const char *target, int uverr);
 
 uint64_t corio__now_ms(corio_runtime *rt);
+void corio__anchors_init(lua_State *L);  /* the anchors table of a new state */
+void corio__handles_init(corio_runtime *rt);  /* check, idle and heap timer on rt->loop */
 
 /* Module openers for the capabilities (the files of bindings/) */
 int corio__open_core(lua_State *L);

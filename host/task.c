@@ -1162,17 +1162,24 @@ static int l_cancel_all(lua_State *L) {
   return 1;
 }
 
+struct handle_count {
+  corio_runtime *rt;
+  int n;
+};
+
 static void count_handle(uv_handle_t *h, void *arg) {
-  if (uv_is_active(h) && !uv_is_closing(h)) ++*(int *)arg;
+  struct handle_count *c = arg;
+  /* the runtime's own handles (check, idle, heap timer, async) carry it as their data */
+  if (uv_is_active(h) && !uv_is_closing(h) && h->data != c->rt) c->n++;
 }
 
 /* corio._stats() -> {tasks=, anchors=, timers=, handles=, unretrieved=} for leak checks.
- * `handles` counts active libuv handles beyond the runtime's own check handle. */
+ * `handles` counts the active libuv handles beyond the runtime's own. */
 static int l_stats(lua_State *L) {
   corio_runtime *rt = corio__rt(L);
-  int handles = 0;
-  uv_walk(rt->loop, count_handle, &handles);
-  handles -= 1 + uv_is_active((uv_handle_t *)&rt->idle) + uv_is_active((uv_handle_t *)&rt->heap_timer);
+  struct handle_count c = {rt, 0};
+  uv_walk(rt->loop, count_handle, &c);
+  int handles = c.n;
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, rt->live_tasks);
   lua_setfield(L, -2, "tasks");
