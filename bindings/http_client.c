@@ -197,6 +197,7 @@ struct xfer {
   double idle_s;
   int ref;                 /* anchor while active */
   int state, want, stream, paused;
+  int upload_errno;        /* reading the body file failed with this errno */
   int result;              /* CURLcode or X_* once done */
   size_t pause_at;         /* stream mode: pause the transfer above this many buffered bytes */
   char errbuf[CURL_ERROR_SIZE];
@@ -336,7 +337,10 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
 static size_t read_file_cb(char *p, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   size_t got = fread(p, 1, size * n, x->upload);
-  if (got == 0 && ferror(x->upload)) return CURL_READFUNC_ABORT;
+  if (got == 0 && ferror(x->upload)) {
+    x->upload_errno = errno ? errno : EIO;
+    return CURL_READFUNC_ABORT;
+  }
   return got;
 }
 
@@ -371,7 +375,8 @@ static void idle_fire(corio_runtime *rt, corio_timer *t) {
 
 /* The stable code of a failed transfer (documented in scripts/corio/http.lua). */
 static const char *error_code(xfer *x) {
-  long oserr = 0;
+  long oserr = 0, connect_code = 0;
+  if (x->upload_errno) return "EIO";
   switch (x->result) {
     case X_IDLE_TIMEOUT: return "ETIMEDOUT";
     case X_CLOSED: return "ECLOSED";
@@ -402,6 +407,10 @@ static const char *error_code(xfer *x) {
     case CURLE_TOO_MANY_REDIRECTS: return "EREDIRECTS";
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
+      /* a proxy that refused to open a tunnel answers CONNECT with an error status */
+      C.easy_getinfo(x->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+      if (connect_code >= 300) return "EPROXY";
+      return "ECONNRESET";
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE: return "ECONNRESET";
     case CURLE_WEIRD_SERVER_REPLY:
@@ -421,6 +430,12 @@ static const char *error_code(xfer *x) {
 static int push_failure(lua_State *L, xfer *x, const char *method, const char *url) {
   const char *what;
   char tmp[64];
+  if (x->upload_errno) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: reading the body file: %s", method, url, strerror(x->upload_errno));
+    lua_pushstring(L, "EIO");
+    return 3;
+  }
   switch (x->result) {
     case X_IDLE_TIMEOUT:
       snprintf(tmp, sizeof tmp, "no data received for %g seconds (idle timeout)", x->idle_s);
