@@ -412,6 +412,8 @@ Session.__index = Session
 --              cookies=true, ca_file=, insecure=, max_redirects=10, proxy=, http2=,
 --              decompress=true} -> Session
 -- Requests made through a session share its keep-alive connections, cookies and defaults.
+-- max_idle (default 100, or more if a limit above is higher) is how many idle connections
+-- the pool keeps open.
 -- Above max_per_host (or max_connections) connections, requests wait in line for one.
 function M.Session(opts)
   opts = opts or {}
@@ -436,7 +438,10 @@ function M.Session(opts)
     decompress = opts.decompress ~= false,
     _multi = engine.new_multi {
       max_connections = opts.max_connections, max_per_host = opts.max_per_host,
-      max_idle = opts.max_idle, cookies = opts.cookies ~= false,
+      -- idle connections kept: curl's default shrinks with the transfers in flight, which
+      -- closes connections a burst of requests is about to want again
+      max_idle = opts.max_idle or math.max(100, opts.max_connections or 0, opts.max_per_host or 0),
+      cookies = opts.cookies ~= false,
     },
   }, Session)
   return s
