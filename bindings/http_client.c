@@ -354,6 +354,8 @@ static void xfer_finish(xfer *x, int result) {
   x->result = result;
   corio__timer_stop(m->rt, &x->idle);
   C.multi_remove_handle(m->cm, x->easy);
+  /* Let go of the session's cookie share now: it can only be freed with no user left. */
+  if (m->share) C.easy_setopt(x->easy, CURLOPT_SHARE, (CURLSH *)NULL);
   if (x->next) x->next->pprev = x->pprev;
   *x->pprev = x->next;
   m->nactive--;
