@@ -648,8 +648,9 @@ static void configure(lua_State *L, xfer *x, int spec, int xidx) {
     SETOPT(CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if ((s = opt_string(L, spec, "proxy"))) SETOPT(CURLOPT_PROXY, s);
-  if (opt_bool(L, spec, "http2")) SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  else SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  /* HTTP/2 is offered over TLS (ALPN) unless http2 = false; cleartext stays HTTP/1.1. */
+  SETOPT(CURLOPT_HTTP_VERSION, opt_bool(L, spec, "http1") ? (long)CURL_HTTP_VERSION_1_1
+                                                          : (long)CURL_HTTP_VERSION_2TLS);
   if ((t = opt_number(L, spec, "max_size")) > 0)
     SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t);
 
@@ -727,7 +728,7 @@ static int perform_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* multi:perform(spec) -> Transfer | nil, msg, code  [suspends]
  * spec: method, url, headers (list of "Name: value"), body | body_file, timeout,
- * connect_timeout, idle_timeout, max_redirects, decompress, ca_file, insecure, proxy, http2,
+ * connect_timeout, idle_timeout, max_redirects, decompress, ca_file, insecure, proxy, http1,
  * max_size, stream. Returns when the transfer is complete, or (stream) when the response head
  * and the first body bytes are in. */
 static int multi_perform(lua_State *L) {

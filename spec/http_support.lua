@@ -58,4 +58,47 @@ function H.certs()
   return c
 end
 
+-- H.nginx(certs) -> {port=, stop=fn} | nil when nginx is not installed: nginx on 127.0.0.1
+-- serving HTTPS with HTTP/2 (certificate from H.certs()), "/" answering "hello h2" and
+-- "/big" a 1 MiB body.
+function H.nginx(certs)
+  if not os.execute("command -v nginx >/dev/null 2>&1") then return nil end
+  local p = assert(io.popen("/usr/bin/python3 -c 'import socket; s=socket.socket(); "
+    .. "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'"))
+  local port = tonumber(p:read("l"))
+  p:close()
+  local dir = certs.dir
+  local conf = assert(io.open(dir .. "/nginx.conf", "w"))
+  local text = ([[
+worker_processes 1;
+pid DIR/nginx.pid;
+error_log DIR/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path DIR; proxy_temp_path DIR; fastcgi_temp_path DIR;
+  uwsgi_temp_path DIR; scgi_temp_path DIR;
+  server {
+    listen 127.0.0.1:PORT ssl http2;
+    ssl_certificate DIR/server.pem;
+    ssl_certificate_key DIR/server.key;
+    location = / { default_type text/plain; return 200 "hello h2"; }
+    location = /big { alias DIR/big; }
+  }
+}
+]]):gsub("DIR", dir):gsub("PORT", tostring(port))
+  conf:write(text)
+  conf:close()
+  local big = assert(io.open(dir .. "/big", "wb"))
+  big:write(("0123456789abcdef"):rep(65536))
+  big:close()
+  run("nginx -c " .. dir .. "/nginx.conf")   -- daemonizes once it listens
+  local s = {port = port}
+  function s.stop()
+    os.execute("kill $(cat " .. dir .. "/nginx.pid) 2>/dev/null")
+    os.execute("sleep 0.1")
+  end
+  return s
+end
+
 return H

@@ -553,7 +553,7 @@ function Session:request(a, b, c)
     method = method, url = url, headers = lines, body = body, body_file = opts.body_file,
     timeout = t.total, connect_timeout = t.connect, idle_timeout = t.idle,
     max_redirects = redirects, decompress = decompress, ca_file = pick("ca_file"),
-    insecure = pick("insecure"), proxy = pick("proxy"), http2 = pick("http2"),
+    insecure = pick("insecure"), proxy = pick("proxy"), http1 = pick("http2") == false,
     max_size = opts.max_size, stream = stream,
   }
   if not x then return nil, msg, code end
