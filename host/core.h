@@ -18,6 +18,13 @@ typedef struct corio_task corio_task;
 typedef struct corio_timer corio_timer;
 typedef struct corio_listener corio_listener;
 typedef struct corio_wait corio_wait;
+typedef struct corio_pool corio_pool;
+
+/* The default allocator (host/alloc.c): pooled small blocks on huge-page arenas. */
+corio_pool *corio__pool_new(void);  /* NULL: use the system allocator */
+void corio__pool_free(corio_pool *p);
+void *corio__pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void *corio__system_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 /* ---- timers: one binary heap of deadlines, driven by one uv_timer_t ---------------------- */
 
@@ -133,6 +140,8 @@ struct corio_runtime {
   corio_error_handler on_error;
   void *on_error_ud;
   char errbuf[512];
+  corio_pool *pool;
+  int warn_on, warn_cont;   /* the warning system (lua_setwarnf) */
   int closing;
   int (*close_hooks[8])(corio_runtime *);
   int nclose_hooks;

@@ -97,6 +97,7 @@ static void print_usage(const char *badoption) {
 /* ---- the arg table and running chunks ----------------------------------------------------- */
 
 static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
+  if (script == argc) script = 0;  /* no script: arg[0] is the program */
   int narg = argc - (script + 1);
   lua_createtable(L, narg, script + 1);
   for (int i = 0; i < argc; i++) {

@@ -140,6 +140,30 @@ static void default_error_handler(void *ud, const char *msg) {
 
 /* ---- the public API -------------------------------------------------------------------- */
 
+static int panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n", msg ? msg : "?");
+  fflush(stderr);
+  return 0;  /* then Lua aborts */
+}
+
+/* Lua's warning system as lauxlib sets it up: off until "@on", pieces joined by tocont. */
+static void warnf(void *ud, const char *msg, int tocont) {
+  corio_runtime *rt = ud;
+  if (!rt->warn_cont && !tocont && *msg == '@') {
+    if (strcmp(msg, "@off") == 0) rt->warn_on = 0;
+    else if (strcmp(msg, "@on") == 0) rt->warn_on = 1;
+    return;
+  }
+  if (rt->warn_on) {
+    if (!rt->warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputs("\n", stderr);
+    fflush(stderr);
+  }
+  rt->warn_cont = tocont;
+}
+
 static int open_all(lua_State *L) {
   corio_runtime *rt = lua_touserdata(L, 1);
   *(corio_runtime **)lua_getextraspace(L) = rt;
@@ -178,8 +202,11 @@ corio_runtime *corio_open(uv_loop_t *loop) {
   uv_idle_init(rt->loop, &rt->idle);
   rt->idle.data = rt;
   corio__timer_init(rt);
-  rt->L = luaL_newstate();
+  rt->pool = corio__pool_new();
+  rt->L = lua_newstate(rt->pool ? corio__pool_alloc : corio__system_alloc, rt->pool);
   if (!rt->L) { corio_close(rt); return NULL; }
+  lua_atpanic(rt->L, panic);
+  lua_setwarnf(rt->L, warnf, rt);
   *(corio_runtime **)lua_getextraspace(rt->L) = rt;
   lua_pushcfunction(rt->L, open_all);
   lua_pushlightuserdata(rt->L, rt);
@@ -281,6 +308,7 @@ int corio_close(corio_runtime *rt) {
      * callbacks, which touch none of this memory (they are NULL). */
     uv_run(rt->loop, UV_RUN_NOWAIT);
   }
+  corio__pool_free(rt->pool);
   free(rt->heap);
   free(rt);
   return status;

@@ -10,6 +10,7 @@
 
 static char TAG;        /* the value a scheduler yield carries through user coroutines */
 static char TASK_MT;    /* registry keys */
+static char FAILED_MT;  /* the metatable of a failed task: TASK_MT's fields plus __gc */
 static char CANCELLED_MT;
 static char TIMEOUT_MT;
 static char SOON;       /* array of {fn, task} done callbacks to run */
@@ -39,27 +40,28 @@ void corio__unlisten(corio_listener *l) {
 
 /* ---- task records ------------------------------------------------------------------------ */
 
-corio_task *corio__totask(lua_State *L, int idx) {
-  corio_task *t = lua_touserdata(L, idx);
-  if (t && lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &TASK_MT);
-    int ok = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (ok) return t;
-  }
-  luaL_typeerror(L, idx, CORIO_TASK);
-  return NULL;
-}
-
+/* Tasks carry one of two metatables: only a failed task has a __gc (to report an error
+ * nobody retrieved), so that the collector does not have to finalize every task. */
 static corio_task *testtask(lua_State *L, int idx) {
   corio_task *t = lua_touserdata(L, idx);
   if (t && lua_getmetatable(L, idx)) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &TASK_MT);
     int ok = lua_rawequal(L, -1, -2);
+    if (!ok) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &FAILED_MT);
+      ok = lua_rawequal(L, -1, -3);
+      lua_pop(L, 1);
+    }
     lua_pop(L, 2);
     if (ok) return t;
   }
   return NULL;
+}
+
+corio_task *corio__totask(lua_State *L, int idx) {
+  corio_task *t = testtask(L, idx);
+  if (!t) luaL_typeerror(L, idx, CORIO_TASK);
+  return t;
 }
 
 /* Push the extras table of the task at idx, creating it when `create`; returns its type. */
@@ -184,6 +186,10 @@ static void finished(lua_State *L, int tidx, corio_task *t, int outcome) {
   if (t->flags & CORIO_F_CALLBACKS) {
     had_listeners = 1;
     queue_callbacks(L, tidx);
+  }
+  if (outcome == CORIO_ERROR) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FAILED_MT);
+    lua_setmetatable(L, tidx);
   }
   if (outcome == CORIO_ERROR && !had_listeners && rt->eager_report) corio__report(rt, L, tidx);
 }
@@ -438,7 +444,16 @@ int corio__await(lua_State *L, const corio_wait *wait, void *data, lua_KFunction
   t->k = k;
   t->kctx = ctx;
   t->state = CORIO_WAITING;
-  if (wait == &YIELD_NOW) corio__wake(rt, t);
+  if (wait == &YIELD_NOW) {
+    corio__wake(rt, t);
+    if (t->flags & CORIO_F_MAIN) {  /* top level: let the tasks ready now have their turn */
+      rt->in_loop++;
+      corio__run_ready(rt);
+      rt->in_loop--;
+      t->state = CORIO_RUNNING;
+      return await_resume(L, LUA_YIELD, 0);
+    }
+  }
   if (t->flags & CORIO_F_MAIN) {
     corio__drive(L, t, wait->name);
     return await_resume(L, LUA_YIELD, 0);
@@ -1150,8 +1165,17 @@ int corio__open_core(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");
+  /* the failed-task metatable: the same fields, plus __gc */
+  lua_createtable(L, 0, 6);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
   lua_pushcfunction(L, task_gc);
   lua_setfield(L, -2, "__gc");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &FAILED_MT);
   lua_pop(L, 1);
   luaL_newlib(L, core_funcs);
   new_error_class(L, &CANCELLED_MT, "corio.Cancelled", "cancelled");
