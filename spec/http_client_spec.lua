@@ -164,6 +164,25 @@ describe("corio.http", function()
       assert.equal("/redirect/2", r.headers.location)
       local j = assert(http.post(base .. "/see-other", {body = "data"})):json()
       assert.equal("GET", j.method)
+      -- a redirect's own body is not part of the final one, buffered or streamed
+      assert.equal("hello", assert(http.get(base .. "/moved")).body)
+      assert.equal("hello", assert(http.get(base .. "/moved", {stream = true})):text())
+    end)
+
+    it("uses the proxy named by the environment (http_proxy)", function()
+      local script = support.script([[
+        local http = require "corio.http"
+        local r = assert(http.get("http://api.example/echo?x=1"))
+        local j = r:json()
+        io.write(r.status, " ", j.path, " ", j.query, " ", j.headers.host[1])
+      ]])
+      local p = assert(io.popen(("env http_proxy=%s %s %s 2>&1"):format(
+        base, os.getenv("CORIO") or "build/corio", script)))
+      local out = p:read("a")
+      p:close()
+      os.remove(script)
+      -- the test server, acting as the proxy, received the request for api.example
+      assert.equal("200 /echo x=1 api.example", out)
     end)
 
     it("decodes gzip, unless asked not to", function()

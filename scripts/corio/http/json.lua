@@ -7,7 +7,7 @@ local cjson = require "cjson"
 
 local M = {null = cjson.null}
 
-local byte, sub, find, char, concat = string.byte, string.sub, string.find, string.char, table.concat
+local byte, sub, find, concat = string.byte, string.sub, string.find, table.concat
 local tointeger, tonumber = math.tointeger, tonumber
 local utf8char = utf8.char
 
@@ -154,7 +154,12 @@ encode_value = function(v, out, seen)
     elseif v ~= v or v == math.huge or v == -math.huge then
       error("json.encode: cannot encode " .. tostring(v), 0)
     else
-      local s = ("%.17g"):format(v)
+      -- the shortest form that reads back as the same float
+      local s
+      for digits = 15, 17 do
+        s = ("%." .. digits .. "g"):format(v)
+        if tonumber(s) == v then break end
+      end
       if not find(s, "[.eE]") then s = s .. ".0" end
       out[#out + 1] = s
     end
