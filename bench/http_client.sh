@@ -3,7 +3,8 @@
 # read, against nginx serving a small fixed response pinned to core 0; the clients run on
 # core 1: corio.http, curl --parallel over a config file of N urls, aiohttp (Debian's python3)
 # with a semaphore. Reports the median req/s of RUNS runs (default 5), peak RSS and the
-# connections nginx saw (distinct $connection serials in its access log).
+# connections nginx saw (distinct $connection serials in its access log), and the client's
+# CPU time (user + sys: steadier than req/s when other jobs share the cores).
 # Usage: bench/http_client.sh [N] [C] [RUNS]   (from the source tree, after building)
 set -eu
 N=${1:-10000}
@@ -46,20 +47,21 @@ while [ $i -lt "$N" ]; do
   i=$((i + 1))
 done
 
-# run NAME CMD...: one timed run; appends "reqs_per_s rss_kib connections" to $DIR/NAME
+# run NAME CMD...: one timed run; appends "reqs_per_s rss_kib connections cpu_s" to $DIR/NAME
 run() {
   name=$1; shift
   sleep 0.2
   before=$(wc -l < "$DIR/access.log" 2>/dev/null || echo 0)
   t0=$(date +%s%N)
-  /usr/bin/time -f %M -o "$DIR/rss" taskset -c 1 "$@" > /dev/null
+  /usr/bin/time -f '%M %U %S' -o "$DIR/rss" taskset -c 1 "$@" > /dev/null
   t1=$(date +%s%N)
   sleep 0.3   # let nginx flush its log
   conns=$(tail -n +$((before + 1)) "$DIR/access.log" | sort -u | wc -l)
   reqs=$(tail -n +$((before + 1)) "$DIR/access.log" | wc -l)
   rps=$(awk -v n="$N" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
   [ "$reqs" -eq "$N" ] || echo "warning: $name: nginx saw $reqs requests, not $N" >&2
-  echo "$rps $(cat "$DIR/rss") $conns" >> "$DIR/$name"
+  set -- $(cat "$DIR/rss")
+  echo "$rps $1 $conns $(awk -v u="$2" -v s="$3" 'BEGIN { print u + s }')" >> "$DIR/$name"
 }
 
 r=0
@@ -72,12 +74,15 @@ done
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 echo "HTTP client: $N GETs, $C in flight, $RUNS runs, nginx on core 0, clients on core 1"
-printf '%-8s %10s %12s %12s   %s\n' client "req/s" "peak RSS MiB" connections "all runs (req/s)"
+printf '%-8s %10s %12s %12s %8s   %s\n' client "req/s" "peak RSS MiB" connections "CPU s" \
+  "all runs (req/s)"
 for name in corio curl aiohttp; do
   rps=$(cut -d' ' -f1 "$DIR/$name" | median)
   rss=$(cut -d' ' -f2 "$DIR/$name" | median)
   conns=$(cut -d' ' -f3 "$DIR/$name" | median)
-  printf '%-8s %10s %12.1f %12s   %s\n' $name "$rps" "$(echo "$rss" | awk '{print $1/1024}')" "$conns" \
+  cpu=$(cut -d' ' -f4 "$DIR/$name" | median)
+  printf '%-8s %10s %12.1f %12s %8s   %s\n' $name "$rps" "$(echo "$rss" | awk '{print $1/1024}')" \
+    "$conns" "$cpu" \
     "$(cut -d' ' -f1 "$DIR/$name" | tr '\n' ' ')"
   eval "RPS_$name=$rps"
 done

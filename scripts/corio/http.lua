@@ -1,7 +1,28 @@
 -- corio.http: an HTTP client with a keep-alive connection pool, on libcurl's multi-socket
 -- engine (bindings/http_client.c). This file is the policy: sessions, options, URLs, headers,
--- bodies, the response object. Exports get, post, put, patch, delete, head, request, Session,
--- HTTPError, Headers, json.
+-- bodies, the response object. Exports get, post, put, patch, delete, head, options, request,
+-- Session, default_session, HTTPError, is_http_error, urlencode, encode_form, json, version.
+--
+--   local http = require "corio.http"
+--   local resp, err, code = http.get(url[, opts])     -- suspends only the calling task
+--   http.post(url, {json = {...}})  http.request{method =, url =, ...}
+--   local s <close> = http.Session{base_url =, headers =, max_per_host = 8}
+--
+-- Request options: headers ({Name = value | {values...} | false to drop a default}),
+-- query ({k = v} or {{k, v}, ...}), one body among body (string), json (encoded with the
+-- JSON rules of corio.http.json: integers stay integers), form (urlencoded), body_file (a
+-- path, streamed from disk); timeout (a number: the total time; or {total =, connect =,
+-- idle =}: connect defaults to 30 s, idle is the longest wait for the next received byte);
+-- stream (return after the head; read with resp:read() or resp:chunks()); max_redirects
+-- (default 10), allow_redirects = false; ca_file, insecure = true (no verification: explicit
+-- and named so), proxy (otherwise http_proxy/https_proxy/no_proxy from the environment, as
+-- curl does), http2 = false (HTTP/2 is offered over TLS by default), max_size (bytes),
+-- decompress = false (gzip, deflate, brotli and zstd are decoded by default).
+--
+-- A Response has status, reason, headers (case-insensitive: h["content-type"], h:get_all,
+-- h:items, pairs), body (nil when streamed), url (after redirects), http_version ("1.1",
+-- "2"), ok (status < 400), method; and text(), json(), raise_for_status(), read(), chunks(),
+-- close().
 --
 -- Expected failures return nil, "METHOD url: what happened", code, with code one of:
 --   ECONNREFUSED  nothing listens (or the connection was actively refused)
@@ -20,18 +41,18 @@
 --   EHTTP         any other libcurl failure (the message has curl's words)
 -- A 4xx or 5xx status is a response, not a failure: see resp:raise_for_status(). Misuse (a
 -- malformed URL, an unknown option, CR or LF in a header) raises.
-local corio = require "corio"
 local engine = require "corio._http_client"
 
 local M = {}
 
-local has_json, json = pcall(require, "corio.json")
-if not has_json then json = require "corio.http.json" end
+-- The JSON rules are the server's (corio.json) when it is built in; until then our own codec.
+local json = require(package.preload["corio.json"] and "corio.json" or "corio.http.json")
 M.json = json
 
 local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
-local setmetatable, rawget, concat, lower = setmetatable, rawget, table.concat, string.lower
-local find, sub, gsub, format = string.find, string.sub, string.gsub, string.format
+local setmetatable, getmetatable, rawget, rawset = setmetatable, getmetatable, rawget, rawset
+local concat, lower = table.concat, string.lower
+local find, gsub, format = string.find, string.gsub, string.format
 
 M.VERSION = "corio.http 0.1.0"
 M.USER_AGENT = "corio/0.1.0"
