@@ -198,6 +198,8 @@ struct xfer {
   int ref;                 /* anchor while active */
   int state, want, stream, paused;
   int upload_errno;        /* reading the body file failed with this errno */
+  int too_large;           /* the body went past max_size */
+  curl_off_t max_size, received;
   int result;              /* CURLcode or X_* once done */
   size_t pause_at;         /* stream mode: pause the transfer above this many buffered bytes */
   char errbuf[CURL_ERROR_SIZE];
@@ -329,7 +331,13 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
     wake(x);
     return CURL_WRITEFUNC_PAUSE;
   }
-  if (buf_add(&x->body, p, len) != 0) return 0;  /* curl reports CURLE_WRITE_ERROR */
+  /* curl checks max_size against Content-Length only: count for chunked bodies too */
+  x->received += (curl_off_t)len;
+  if (x->max_size > 0 && x->received > x->max_size) {
+    x->too_large = 1;
+    return 0;  /* curl stops with CURLE_WRITE_ERROR */
+  }
+  if (buf_add(&x->body, p, len) != 0) return 0;
   if (x->want & W_DATA) wake(x);
   return len;
 }
@@ -379,6 +387,7 @@ static void idle_fire(corio_runtime *rt, corio_timer *t) {
 static const char *error_code(xfer *x) {
   long oserr = 0, connect_code = 0;
   if (x->upload_errno) return "EIO";
+  if (x->too_large) return "ETOOLARGE";
   switch (x->result) {
     case X_IDLE_TIMEOUT: return "ETIMEDOUT";
     case X_CLOSED: return "ECLOSED";
@@ -436,6 +445,13 @@ static int push_failure(lua_State *L, xfer *x, const char *method, const char *u
     lua_pushnil(L);
     lua_pushfstring(L, "%s %s: reading the body file: %s", method, url, strerror(x->upload_errno));
     lua_pushstring(L, "EIO");
+    return 3;
+  }
+  if (x->too_large) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: the response body is larger than max_size (%I bytes)", method,
+                    url, (lua_Integer)x->max_size);
+    lua_pushliteral(L, "ETOOLARGE");
     return 3;
   }
   switch (x->result) {
@@ -651,8 +667,10 @@ static void configure(lua_State *L, xfer *x, int spec, int xidx) {
   /* HTTP/2 is offered over TLS (ALPN) unless http2 = false; cleartext stays HTTP/1.1. */
   SETOPT(CURLOPT_HTTP_VERSION, opt_bool(L, spec, "http1") ? (long)CURL_HTTP_VERSION_1_1
                                                           : (long)CURL_HTTP_VERSION_2TLS);
-  if ((t = opt_number(L, spec, "max_size")) > 0)
-    SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t);
+  if ((t = opt_number(L, spec, "max_size")) > 0) {
+    x->max_size = (curl_off_t)t;
+    SETOPT(CURLOPT_MAXFILESIZE_LARGE, x->max_size);
+  }
 
   /* Headers: a list of "Name: value" lines, each checked for CR, LF and NUL. */
   lua_getfield(L, spec, "headers");

@@ -277,6 +277,20 @@ describe("corio.http", function()
       s:close()
     end)
 
+    it("limits connections in total across hosts", function()
+      local s = counted_session {max_connections = 2}
+      local other = base:gsub("127%.0%.0%.1", "localhost")
+      local fns = {}
+      for i = 1, 6 do
+        local b = i % 2 == 0 and base or other
+        fns[i] = function() return s:get(b .. "/slow?s=0.1").status end
+      end
+      local statuses = corio.gather(fns)
+      for i = 1, 6 do assert.equal(200, statuses[i]) end
+      assert.equal(2, s:get(base .. "/stats"):json().max_inflight)
+      s:close()
+    end)
+
     it("opens connections as needed without a limit", function()
       local s = counted_session()
       local fns = {}
@@ -400,6 +414,29 @@ describe("corio.http", function()
       s:close()
     end)
 
+    it("cancelling after completion changes nothing", function()
+      local t = corio.spawn(function() return http.get(base .. "/hello").body end)
+      assert.equal("hello", t:await())
+      assert.is_false(t:cancel())
+      assert.equal("hello", t:result())
+    end)
+
+    it("an error raised after a request leaves the pool usable", function()
+      local s = http.Session()
+      local t = corio.spawn(function()
+        local r = assert(s:get(base .. "/hello", {stream = true}))
+        error({reason = "handler failed", status = r.status})
+      end)
+      local ok, e = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.same({reason = "handler failed", status = 200}, e)
+      collectgarbage()
+      collectgarbage()
+      assert.equal("hello", assert(s:get(base .. "/hello")).body)
+      assert.equal(0, s:stats().active)
+      s:close()
+    end)
+
     it("leaves nothing behind after many cancelled requests", function()
       local s = http.Session()
       local tasks = {}
@@ -449,6 +486,9 @@ describe("corio.http", function()
 
     it("ETOOLARGE", function()
       fails("ETOOLARGE", "/large%?n=5000: ", http.get(base .. "/large?n=5000", {max_size = 1000}))
+      -- chunked: no Content-Length to check up front
+      fails("ETOOLARGE", "/chunked: the response body is larger than max_size %(10 bytes%)",
+            http.get(base .. "/chunked", {max_size = 10}))
       local small = assert(http.get(base .. "/large?n=500", {max_size = 1000}))
       assert.equal(500, #small.body)
     end)
