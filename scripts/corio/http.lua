@@ -525,7 +525,11 @@ function Session:request(a, b, c)
   if opts.query ~= nil then
     if type(opts.query) ~= "table" then argerror("request", "query must be a table", 2) end
     local q = encode_pairs(opts.query, "request", "query")
-    if q ~= "" then url = url .. (find(url, "?", 1, true) and "&" or "?") .. q end
+    if q ~= "" then
+      local fragment = url:match("#.*$") or ""
+      url = url:sub(1, #url - #fragment)
+      url = url .. (find(url, "?", 1, true) and "&" or "?") .. q .. fragment
+    end
   end
   check_url("request", url)
 
