@@ -193,7 +193,6 @@ end
 
 local Response = {}
 Response.__name = "corio.http.Response"
-Response.__index = Response
 
 -- resp:read() -> next chunk | nil at the end | nil, msg, code  [suspends]
 -- (a streamed response; for a buffered one the whole body once, then nil)
@@ -281,12 +280,26 @@ Response.__tostring = function(r)
   return format("corio.http.Response<%d %s %s>", r.status, r.reason, r.url)
 end
 
+-- The headers are parsed on first use: many callers only look at the status and the body.
+Response.__index = function(r, k)
+  if k == "headers" then
+    local raw = rawget(r, "_head")
+    if raw then
+      local h = parse_head(raw)
+      rawset(r, "headers", h)
+      rawset(r, "_head", nil)
+      return h
+    end
+  end
+  return Response[k]
+end
+
 local function new_response(x, method, stream)
   local status, version, url, raw = x:head()
-  local headers, reason = parse_head(raw)
-  if reason == "" then reason = REASONS[status] or "" end
+  local reason = raw:match("^HTTP/[%d.]+ +%d+ *([^\r\n]-) *\r?\n")
+  if not reason or reason == "" then reason = REASONS[status] or "" end
   local r = {
-    status = status, reason = reason, headers = headers, url = url, http_version = version,
+    status = status, reason = reason, _head = raw, url = url, http_version = version,
     method = method, ok = status < 400,
   }
   if stream then
@@ -451,9 +464,11 @@ function M.Session(opts)
   if opts.base_url ~= nil then check_url("Session", opts.base_url) end
   local t = {}
   timeouts("Session", opts.timeout, t)
-  header_lines("Session", opts.headers)
+  local lines = header_lines("Session", {["User-Agent"] = M.USER_AGENT, ["Expect"] = false},
+                             opts.headers)
   local s = setmetatable({
-    base_url = opts.base_url, headers = opts.headers or {}, timeouts = t,
+    base_url = opts.base_url, _headers = opts.headers or {}, timeouts = t, _lines = lines,
+    _valid_urls = {}, _nvalid = 0,
     ca_file = opts.ca_file, insecure = opts.insecure, proxy = opts.proxy, http2 = opts.http2,
     max_redirects = opts.max_redirects or 10,
     decompress = opts.decompress ~= false,
@@ -531,7 +546,13 @@ function Session:request(a, b, c)
       url = url .. (find(url, "?", 1, true) and "&" or "?") .. q .. fragment
     end
   end
-  check_url("request", url)
+  -- URLs already checked by this session skip the parse (a bounded memo)
+  if not self._valid_urls[url] then
+    check_url("request", url)
+    if self._nvalid >= 256 then self._valid_urls, self._nvalid = {}, 0 end
+    self._valid_urls[url] = true
+    self._nvalid = self._nvalid + 1
+  end
 
   local body, content_type
   local nbodies = (opts.body ~= nil and 1 or 0) + (opts.json ~= nil and 1 or 0)
@@ -553,9 +574,14 @@ function Session:request(a, b, c)
     argerror("request", "body_file must be a path", 2)
   end
 
-  local defaults = {["User-Agent"] = M.USER_AGENT, ["Expect"] = false}
-  if content_type then defaults["Content-Type"] = content_type end
-  local lines = header_lines("request", defaults, self.headers, opts.headers)
+  local lines
+  if content_type == nil and opts.headers == nil then
+    lines = self._lines  -- the session's own lines, checked once
+  else
+    local defaults = {["User-Agent"] = M.USER_AGENT, ["Expect"] = false}
+    if content_type then defaults["Content-Type"] = content_type end
+    lines = header_lines("request", defaults, self._headers, opts.headers)
+  end
 
   local t = {total = self.timeouts.total, connect = self.timeouts.connect or 30,
              idle = self.timeouts.idle}
