@@ -39,6 +39,10 @@ describe("corio.http", function()
       assert.equal("5", r.headers["content-length"])
       assert.equal("5", r.headers:get("CONTENT-LENGTH"))
       assert.is_nil(r.headers["x-nope"])
+      -- a buffered response reads as one chunk, then the end
+      assert.equal("hello", r:read())
+      assert.is_nil(r:read())
+      assert.equal("hello", r.body)
     end)
 
     it("keeps repeated headers", function()
@@ -191,6 +195,10 @@ describe("corio.http", function()
       r = assert(http.get(base .. "/gzip", {decompress = false}))
       assert.equal("\31\139", r.body:sub(1, 2))
       assert.is_true(#r.body < 1000)
+
+      assert.equal(("deflated "):rep(500), assert(http.get(base .. "/deflate")).body)
+      local z = assert(http.get(base .. "/zstd"))
+      if z.status == 200 then assert.equal(("zstandard "):rep(500), z.body) end
     end)
 
     it("reads chunked responses", function()

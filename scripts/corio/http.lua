@@ -83,16 +83,21 @@ local header_methods = {}
 local MAP = {}  -- private key: lower-case name -> list of values
 
 Headers.__name = "corio.http.Headers"
+-- The value of a field: repeated fields are folded with ", " (RFC 9110 5.3), except
+-- Set-Cookie, which cannot be folded: its first value (get_all gives them all).
+local function field(h, name)
+  local key = lower(name)
+  local vals = rawget(h, MAP)[key]
+  if not vals then return nil end
+  if #vals == 1 or key == "set-cookie" then return vals[1] end
+  return concat(vals, ", ")
+end
+
 Headers.__index = function(h, k)
   local m = header_methods[k]
   if m then return m end
   if type(k) ~= "string" then return nil end
-  local vals = rawget(h, MAP)[lower(k)]
-  if not vals then return nil end
-  if #vals == 1 then return vals[1] end
-  -- Set-Cookie cannot be folded with commas (RFC 9110 5.3): the first; get_all gives all.
-  if lower(k) == "set-cookie" then return vals[1] end
-  return concat(vals, ", ")
+  return field(h, k)
 end
 Headers.__newindex = function()
   error("http: response headers are read-only", 2)
@@ -110,7 +115,8 @@ end
 
 -- h:get(name) -> value or nil (as h[name]; use it for a header named like a method)
 function header_methods.get(h, name)
-  return Headers.__index(setmetatable({[MAP] = rawget(h, MAP)}, Headers), name)
+  if type(name) ~= "string" then error("http: header names are strings", 2) end
+  return field(h, name)
 end
 
 -- h:get_all(name) -> list of values (empty if absent), in the order received
