@@ -15,7 +15,8 @@ PY=/usr/bin/python3
 DIR=$(mktemp -d)
 trap 'kill $(cat "$DIR/nginx.pid" 2>/dev/null) 2>/dev/null; rm -rf "$DIR"' EXIT
 
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 URL="http://127.0.0.1:$PORT/"
 cat > "$DIR/nginx.conf" <<CONF
 worker_processes 1;

@@ -928,7 +928,8 @@ static int l_check_url(lua_State *L) {
   CURLUcode rc = C.url_set(u, CURLUPART_URL, s, 0);
   char *scheme = NULL;
   if (rc == CURLUE_OK) rc = C.url_get(u, CURLUPART_SCHEME, &scheme, 0);
-  int ok = rc == CURLUE_OK && scheme && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+  int ok = rc == CURLUE_OK && scheme &&
+           (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
   if (scheme) C.free(scheme);
   C.url_cleanup(u);
   if (ok) {

@@ -126,7 +126,8 @@ describe("corio.http", function()
     end)
 
     it("encodes the query, joins base_url and merges headers", function()
-      local s = http.Session {base_url = base .. "/", headers = {["X-Session"] = "s", ["X-Both"] = "s"}}
+      local s = http.Session {base_url = base .. "/",
+                              headers = {["X-Session"] = "s", ["X-Both"] = "s"}}
       local j = assert(s:get("/echo", {query = {q = "a b", n = 1, list = {"x", "y"}},
                                        headers = {["x-both"] = "r", ["X-Num"] = 7}})):json()
       assert.equal("list=x&list=y&n=1&q=a%20b", j.query)
@@ -334,7 +335,8 @@ describe("corio.http", function()
       assert.matches("GET .*/slow%?s=2: the session was closed", msg)
       local s = http.Session()
       s:close()
-      assert.has_error(function() s:get(base .. "/hello") end, "http.request: the session is closed")
+      assert.has_error(function() s:get(base .. "/hello") end,
+                       "http.request: the session is closed")
     end)
   end)
 
@@ -479,12 +481,14 @@ describe("corio.http", function()
     end)
 
     it("EREDIRECTS", function()
-      fails("EREDIRECTS", "Maximum %(3%) redirects followed", http.get(base .. "/loop", {max_redirects = 3}))
+      fails("EREDIRECTS", "Maximum %(3%) redirects followed",
+            http.get(base .. "/loop", {max_redirects = 3}))
     end)
 
     it("ECONNRESET: closed without an answer, or mid-body", function()
       fails("ECONNRESET", "/reset: Empty reply from server", http.get(base .. "/reset"))
-      fails("ECONNRESET", "/partial: transfer closed with 90 bytes remaining", http.get(base .. "/partial"))
+      fails("ECONNRESET", "/partial: transfer closed with 90 bytes remaining",
+            http.get(base .. "/partial"))
     end)
 
     it("EPROTO: not HTTP, or a broken encoding", function()
@@ -517,7 +521,7 @@ describe("corio.http", function()
     it("raises on misuse", function()
       assert.has_error(function() http.get("not a url") end)
       assert.has_error(function() http.get("ftp://127.0.0.1/") end,
-                       'http.request: bad URL "ftp://127.0.0.1/": only http and https URLs are supported')
+        'http.request: bad URL "ftp://127.0.0.1/": only http and https URLs are supported')
       assert.has_error(function() http.get("http://127.0.0.1/\r\nX: y") end)
       assert.has_error(function() http.get(base .. "/", {bogus = 1}) end,
                        'http.request: unknown option "bogus"')
@@ -535,7 +539,7 @@ describe("corio.http", function()
       local before = server_stats().requests
       for _, v in ipairs {"a\r\nX-Evil: 1", "a\nb", "a\rb", "a\0b"} do
         assert.has_error(function() http.get(base .. "/echo", {headers = {["X-Test"] = v}}) end,
-                         "http.request: header X-Test: value contains CR, LF or NUL (header injection)")
+          "http.request: header X-Test: value contains CR, LF or NUL (header injection)")
       end
       assert.has_error(function() http.get(base .. "/echo", {headers = {["X Bad"] = "v"}}) end)
       assert.has_error(function() http.get(base .. "/echo", {headers = {["X:Bad"] = "v"}}) end)

@@ -10,8 +10,8 @@ end
 -- H.server([args]) -> {port=, base=, stop=fn}: starts the fixture server; stop() kills it and
 -- reaps the process.
 function H.server(args)
-  local cmd = "sh -c " .. sh_quote("exec 2>/dev/null; /usr/bin/python3 spec/fixtures/http_server.py "
-    .. (args or "") .. " & echo PID $!; wait")
+  local cmd = "sh -c " .. sh_quote("exec 2>/dev/null; /usr/bin/python3 "
+    .. "spec/fixtures/http_server.py " .. (args or "") .. " & echo PID $!; wait")
   local f = assert(io.popen(cmd))
   local pid = assert(f:read("l"), "test server did not start"):match("^PID (%d+)")
   local line = f:read("l")
@@ -43,7 +43,8 @@ function H.certs()
   local dir = os.tmpname()
   os.remove(dir)
   run("mkdir -p " .. dir)
-  local c = {dir = dir, ca = dir .. "/ca.pem", cert = dir .. "/server.pem", key = dir .. "/server.key"}
+  local c = {dir = dir, ca = dir .. "/ca.pem", cert = dir .. "/server.pem",
+             key = dir .. "/server.key"}
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
   run(("cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 -subj '/CN=corio test CA'")
     :format(dir, ec))

@@ -459,7 +459,9 @@ function M.Session(opts)
   opts = opts or {}
   if type(opts) ~= "table" then argerror("Session", "options must be a table", 2) end
   for k in pairs(opts) do
-    if not SESSION_KNOWN[k] then argerror("Session", format("unknown option %q", tostring(k)), 2) end
+    if not SESSION_KNOWN[k] then
+      argerror("Session", format("unknown option %q", tostring(k)), 2)
+    end
   end
   for _, k in ipairs {"max_connections", "max_per_host", "max_idle"} do
     local v = opts[k]
