@@ -249,6 +249,28 @@ describe("corio.http", function()
       s:close()
     end)
 
+    it("works from a generator of the user's own inside a task", function()
+      local got = corio.run(function()
+        local gen = coroutine.wrap(function()
+          for _, path in ipairs {"/hello", "/status/201"} do
+            coroutine.yield(assert(http.get(base .. path)).status)
+          end
+        end)
+        return {gen(), gen()}
+      end)
+      assert.same({200, 201}, got)
+    end)
+
+    it("a top-level request lets other tasks run meanwhile", function()
+      local ticks = 0
+      local ticker = corio.spawn(function()
+        while true do ticks = ticks + 1; corio.sleep(0.02) end
+      end)
+      assert.equal("slow", assert(http.get(base .. "/slow?s=0.3")).body)
+      ticker:cancel()
+      assert.is_true(ticks >= 5, "ticks: " .. ticks)
+    end)
+
     it("runs requests concurrently", function()
       local t0 = corio.now()
       local results = corio.gather(
