@@ -4,8 +4,9 @@
 --
 -- Fetches every URL, at most CONCURRENCY (default 10) at a time through one pooled session,
 -- and prints a progress line on stderr as they complete, then a summary. Without URLs it
--- serves 200 small files from a temporary directory with `python3 -m http.server` on a free
--- port of 127.0.0.1 (no internet needed) and fetches those, plus two that fail.
+-- serves 200 small files from a temporary directory with a small Python standard-library
+-- server on a free port of 127.0.0.1 (no internet needed) and fetches those, plus two that
+-- fail.
 local corio = require "corio"
 local http = require "corio.http"
 
@@ -16,6 +17,22 @@ if args[1] == "-c" then
   table.remove(args, 1)
 end
 
+-- A throwaway local server: Python's standard library, HTTP/1.1 with keep-alive (unlike
+-- `python3 -m http.server`, which closes every connection), serving a temporary directory.
+local SERVER = [[
+import functools, http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body go out in two writes
+    def log_message(self, *a): pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+s = S(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
+print(s.server_address[1], flush=True)
+s.serve_forever()
+]]
+
 local function local_server(n)
   local dir = os.tmpname()
   os.remove(dir)
@@ -25,10 +42,14 @@ local function local_server(n)
     f:write(("item %d\n"):format(i):rep(i))
     f:close()
   end
-  local p = assert(io.popen(("cd %s && sh -c 'exec 2>/dev/null; /usr/bin/python3 -u -m http.server "
-    .. "--bind 127.0.0.1 0 & echo $!; wait'"):format(dir)))
+  local script = dir .. "/.server.py"
+  local f = assert(io.open(script, "w"))
+  f:write(SERVER)
+  f:close()
+  local p = assert(io.popen(("sh -c 'exec 2>/dev/null; /usr/bin/python3 %s %s & echo $!; wait'")
+    :format(script, dir)))
   local pid = p:read("l")
-  local port = assert(p:read("l"), "python3 -m http.server did not start"):match("port (%d+)")
+  local port = assert(p:read("l"), "the local server did not start")
   return "http://127.0.0.1:" .. port, function()
     os.execute("kill " .. pid)
     p:close()

@@ -25,6 +25,8 @@ describe("corio.http examples", function()
     assert.equal(0, code)
     assert.matches("%[202/202%] 2 failed", err)
     assert.matches("failed: 404 File not found: http://127%.0%.0%.1:%d+/missing%.txt", out)
+    -- keep-alive: at most one connection per worker (4), not one per URL
+    assert.matches("202 URLs, 2 failed, [1-5] connections opened", out)
     assert.matches("failed: GET http://127%.0%.0%.1:1/refused: Connection refused", out)
     assert.matches("202 URLs, 2 failed, %d+ connections opened", out)
   end)
