@@ -237,6 +237,16 @@ describe("corio.http", function()
       assert.is_nil(r:read())
     end)
 
+    it("refuses a second concurrent reader of a stream", function()
+      local r <close> = assert(http.get(base .. "/drip?n=5&s=0.1", {stream = true}))
+      assert.is_string(r:read())  -- what arrived with the head
+      local reader = corio.spawn(function() return r:read() end)
+      corio.sleep(0.01)
+      assert.has_error(function() r:read() end,
+                       "http read: another task is already reading this response")
+      assert.is_string(reader:await())
+    end)
+
     it("closing a streamed response mid-way drops its connection", function()
       local s = http.Session()
       local r = assert(s:get(base .. "/large?n=50000000", {stream = true}))
