@@ -65,7 +65,8 @@ end
 
 local function decode_number(s, i)
   local a, b, int, frac, exp = find(s, "^(-?%d+)(%.?%d*)([eE]?[-+]?%d*)", i)
-  if not a or find(int, "^-?0%d") or frac == "." or find(exp, "^[eE][-+]?$") then
+  if not a or find(int, "^-?0%d") or frac == "." or (exp ~= "" and not find(exp, "^[eE][-+]?%d+$"))
+  then
     fail(s, i, "bad number")
   end
   local text = sub(s, a, b)
