@@ -31,7 +31,8 @@ describe("corio.http JSON", function()
 
   it("raises on malformed input with the position", function()
     for _, bad in ipairs {"", "[1,]", "{\"a\" 1}", "01", "1.", "1e", "-", "[1] x", "\"a",
-                          "\"\\x\"", "\"\\ud800\"", "tru", "1-2", "[1+2]", "{1: 2}", "\"a\nb\"", "nul"} do
+                          "\"\\x\"", "\"\\ud800\"", "tru", "1-2", "[1+2]", "{1: 2}", "\"a\nb\"",
+                          "nul"} do
       local ok, e = pcall(json.decode, bad)
       assert.is_false(ok, bad)
       assert.matches("^json: .* at byte %d+$", e)
