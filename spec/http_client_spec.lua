@@ -581,6 +581,25 @@ describe("corio.http", function()
       assert.equal(before + 1, server_stats().requests)
     end)
 
+    it("raises a clear error when libcurl cannot be loaded", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir .. " && : > " .. dir .. "/libcurl.so.4"))
+      local p = assert(io.popen(("LD_LIBRARY_PATH=%s %s -e 'require \"corio.http\"' 2>&1"):format(
+        dir, os.getenv("CORIO") or "build/corio")))
+      local out = p:read("a")
+      local ok = p:close()
+      assert.is_falsy(ok)
+      assert.matches("corio.http needs libcurl (libcurl.so.4, Debian package libcurl4): ", out, 1,
+                     true)
+      -- and the corio command itself does not need it
+      local plain = assert(io.popen(("LD_LIBRARY_PATH=%s %s -e 'print(require \"corio\" ~= nil)'")
+        :format(dir, os.getenv("CORIO") or "build/corio")))
+      assert.equal("true\n", plain:read("a"))
+      plain:close()
+      os.execute("rm -rf " .. dir)
+    end)
+
     it("raises where the caller cannot suspend", function()
       local ok, e = corio.run(function()
         return pcall(table.sort, {3, 1, 2}, function(a, b)
