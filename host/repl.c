@@ -325,11 +325,18 @@ static void report(lua_State *L, int status) {
 
 /* ---- waiting for a line ---------------------------------------------------------------------- */
 
-/* One turn of the loop, as corio__drive takes it. */
+/* One turn of the loop, as corio__drive takes it. The prompt comes back before the loop may
+ * block: tasks run here can print as well as those the loop runs. */
 static void loop_turn(void) {
   corio_runtime *rt = R.rt;
+  if (rt->ready_head) {
+    rt->in_loop++;
+    corio__run_ready(rt);
+    rt->in_loop--;
+    if (R.hidden) show_prompt();
+    if (R.exit_requested) return;
+  }
   rt->in_loop++;
-  if (rt->ready_head) corio__run_ready(rt);
   uv_run(rt->loop, UV_RUN_ONCE);
   rt->in_loop--;
 }
