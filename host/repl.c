@@ -53,6 +53,7 @@ static struct {
   int at_bol;                            /* that output ended with a newline */
   char *history;                         /* history file, or NULL */
   int helpers;                           /* ref: the corio.repl module */
+  int os_exit;                           /* ref: the original os.exit, back at the end */
   corio_error_handler prev_handler;
   void *prev_ud;
   int exit_requested, exit_status, exit_close;  /* os.exit() called */
@@ -576,7 +577,7 @@ static void start(lua_State *L) {
   R.flags = fcntl(0, F_GETFL);
   R.have_tio = tcgetattr(0, &R.tio) == 0;
   R.state = IDLE;
-  R.helpers = LUA_NOREF;
+  R.helpers = R.os_exit = LUA_NOREF;
   /* the helpers (corio, tasks) and the wrapped output functions */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "corio.repl");
@@ -588,6 +589,9 @@ static void start(lua_State *L) {
   lua_pushglobaltable(L);
   wrap_field(L, "print", repl_print);
   lua_getfield(L, -1, "os");
+  lua_getfield(L, -1, "exit");
+  R.os_exit = corio__anchor(L, -1);
+  lua_pop(L, 1);
   lua_pushcfunction(L, repl_exit);
   lua_setfield(L, -2, "exit");
   lua_getfield(L, -2, "io");
@@ -644,6 +648,13 @@ static void finish(lua_State *L) {
   uv_close((uv_handle_t *)&R.wake, NULL);
   uv_run(rt->loop, UV_RUN_NOWAIT);  /* the close callbacks */
   corio__unanchor(L, R.helpers);
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    corio__push_anchor(L, R.os_exit);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+  corio__unanchor(L, R.os_exit);
   corio_set_error_handler(rt, R.prev_handler, R.prev_ud);
   fflush(stdout);
   restore_terminal();
