@@ -151,8 +151,14 @@ static size_t display_width(const char *s, size_t len) {
   while (len > 0) {
     wchar_t wc;
     size_t n = mbrtowc(&wc, s, len, &st);
-    if (n == (size_t)-1 || n == (size_t)-2) { w++; s++; len--; memset(&st, 0, sizeof st); continue; }
     if (n == 0) break;
+    if (n == (size_t)-1 || n == (size_t)-2) {  /* a stray byte: one column, as terminals do */
+      w++;
+      s++;
+      len--;
+      memset(&st, 0, sizeof st);
+      continue;
+    }
     int cw = wcwidth(wc);
     w += cw > 0 ? (size_t)cw : 0;
     s += n;
@@ -510,20 +516,23 @@ static char **complete(const char *text, int start, int end) {
   if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
     size_t n = (size_t)luaL_len(L, -1);
     if (n > 0 && (m = calloc(n + 2, sizeof *m)) != NULL) {
-      size_t common = SIZE_MAX;
-      for (size_t i = 1; i <= n; i++) {
+      /* m[0] is the longest common prefix, m[1..n] the candidates, then NULL */
+      size_t common = SIZE_MAX, i;
+      for (i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, (lua_Integer)i);
         const char *s = lua_tostring(L, -1);
         m[i] = strdup(s ? s : "");
         lua_pop(L, 1);
+        if (m[i] == NULL) break;
         size_t j = 0;
-        if (i > 1) {
-          while (m[1][j] && m[1][j] == m[i][j]) j++;
-          if (j < common) common = j;
-        }
+        while (m[1][j] && m[1][j] == m[i][j]) j++;
+        if (j < common) common = j;
       }
-      if (n == 1) common = strlen(m[1]);
-      m[0] = strndup(m[1], common);
+      if (i <= n || (m[0] = strndup(m[1], common)) == NULL) {  /* out of memory: no list */
+        for (i = 1; i <= n && m[i]; i++) free(m[i]);
+        free(m);
+        m = NULL;
+      }
     }
   }
   lua_settop(L, top);
@@ -549,8 +558,7 @@ static void history_save(void) {
   if (!R.history) return;
   int fd = open(R.history, O_WRONLY | O_CREAT, 0600);  /* private, if new */
   if (fd >= 0) close(fd);
-  history_truncate_file(R.history, HISTORY_MAX);
-  write_history(R.history);
+  write_history(R.history);  /* at most HISTORY_MAX entries: the list is stifled */
   free(R.history);
   R.history = NULL;
 }
