@@ -182,6 +182,10 @@ static void hide_prompt(void) {
   R.at_bol = 1;
 }
 
+/* libedit 3.1's readline emulation has gaps here: rl_redisplay() pushes the reprint key (^R)
+ * into the input, where it starts a history search, and rl_replace_line("") does nothing.
+ * rl_forced_update_display() (EL_REFRESH) forgets what is on screen and draws the prompt and
+ * the line again from the cursor, which is what a redraw after erasing needs. */
 static void show_prompt(void) {
   if (!R.hidden) return;
   R.hidden = 0;

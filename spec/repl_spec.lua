@@ -35,8 +35,8 @@ function Term.new(opts)
   self.history = opts.history or os.tmpname()
   local after = "echo EXIT=$?"
   if have_python then
-    after = after .. "; python3 -c " .. shell_quote(
-      "import fcntl, os; print('NONBLOCK=%d' % (fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK != 0))")
+    after = after .. "; python3 -c " .. shell_quote("import fcntl, os; "
+      .. "print('NONBLOCK=%d' % (fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK != 0))")
   end
   local cmd = ("CORIO_HISTORY=%s %s%s; %s; sleep 600"):format(
     shell_quote(self.history), CORIO, opts.args and " " .. opts.args or "", after)
@@ -202,7 +202,8 @@ describe("the REPL in a terminal", function()
 
   it("keeps background tasks running while the prompt waits", function()
     term = Term.new()
-    term:run("n = 0; t = corio.spawn(function() while true do n = n + 1; corio.sleep(0.02) end end)")
+    term:run("n = 0; t = corio.spawn(function() "
+      .. "while true do n = n + 1; corio.sleep(0.02) end end)")
     corio.sleep(0.5)  -- the REPL is idle, waiting for a line
     term:run("n > 5, n")
     local ok, n = term:screen():match("\n(%a+)%s+(%d+)\n>$")
@@ -218,7 +219,8 @@ describe("the REPL in a terminal", function()
 
   it("draws output of background tasks above the line being typed", function()
     term = Term.new()
-    term:run("corio.spawn(function() for i = 1, 3 do corio.sleep(0.2); print('tick ' .. i) end end)")
+    term:run("corio.spawn(function() "
+      .. "for i = 1, 3 do corio.sleep(0.2); print('tick ' .. i) end end)")
     term:tmux("send-keys -t main -l 'half typed'")
     term:wait_for("tick 3")
     term:wait_for("^> half typed$")
@@ -228,12 +230,14 @@ describe("the REPL in a terminal", function()
     term:tmux("send-keys -t main -l 'more'")
     term:wait_for("nobody awaited")
     term:wait_for("^> more$")
-    assert.matches("error in task 'Task%-%d+' that nobody awaited: stdin:1: task failed", term:screen())
+    assert.matches("error in task 'Task%-%d+' that nobody awaited: stdin:1: task failed",
+                   term:screen())
   end)
 
   it("interrupts a busy chunk with Ctrl-C and leaves background tasks alone", function()
     term = Term.new()
-    term:run("n = 0; bg = corio.spawn(function() while true do n = n + 1; corio.sleep(0.01) end end)")
+    term:run("n = 0; bg = corio.spawn(function() "
+      .. "while true do n = n + 1; corio.sleep(0.01) end end)")
     term:type("while true do end")
     corio.sleep(0.3)
     term:keys("C-c")
@@ -263,6 +267,19 @@ describe("the REPL in a terminal", function()
     term:wait_for("^>$")
     term:run("t.state")
     assert.matches("\nwaiting\n>$", term:screen())
+  end)
+
+  it("stops a background task that never yields on a second Ctrl-C", function()
+    term = Term.new()
+    term:run("spin = corio.spawn(function() corio.sleep(0.2); while true do end end)")
+    corio.sleep(0.5)  -- the loop is stuck in the task: the prompt cannot answer
+    term:keys("C-c")
+    corio.sleep(0.2)
+    term:keys("C-c")
+    term:wait_for("error in task 'Task%-1' that nobody awaited: interrupted!")
+    term:wait_for("^>$")
+    term:run("spin.state, 1 + 1")
+    assert.matches("\nfailed%s+2\n>$", term:screen())
   end)
 
   it("clears the line on Ctrl-C at the prompt", function()
