@@ -43,6 +43,7 @@ static struct {
   uv_poll_t input;                       /* stdin while the prompt waits */
   uv_async_t wake;                       /* the SIGINT handler pokes the loop through it */
   uv_signal_t winch, cont;
+  uv_timer_t slow_exit;                  /* says why leaving takes long */
   int flags;                             /* stdin's file status flags at start */
   struct termios tio;                    /* and its terminal settings */
   int have_tio;
@@ -638,7 +639,18 @@ static void start(lua_State *L) {
   }
 }
 
-/* Leave: cancel the background tasks and let their cleanup run, then put everything back. */
+static void slow_exit_cb(uv_timer_t *h) {
+  int n = R.rt->live_tasks;
+  (void)h;
+  if (n == 0) return;
+  fprintf(stderr, "corio: waiting for %d cancelled task%s to finish (Ctrl-C quits at once)\n", n,
+          n == 1 ? "" : "s");
+  fflush(stderr);
+}
+
+/* Leave: cancel the background tasks and let their cleanup run, then put everything back. A
+ * task that ignores its cancellation keeps the REPL waiting: after a second it says so, and
+ * Ctrl-C then ends the process. */
 static void finish(lua_State *L) {
   corio_runtime *rt = R.rt;
   R.state = EXITING;
@@ -650,7 +662,11 @@ static void finish(lua_State *L) {
     lua_pcall(L, 0, 0, 0);
   }
   lua_settop(L, 0);
+  uv_timer_init(rt->loop, &R.slow_exit);
+  uv_timer_start(&R.slow_exit, slow_exit_cb, 1000, 0);
+  uv_unref((uv_handle_t *)&R.slow_exit);
   corio__run_until_idle(rt);
+  uv_close((uv_handle_t *)&R.slow_exit, NULL);
   if (R.tty) {
     history_save();
     uv_close((uv_handle_t *)&R.input, NULL);

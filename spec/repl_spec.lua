@@ -38,7 +38,8 @@ function Term.new(opts)
     after = after .. "; python3 -c " .. shell_quote("import fcntl, os; "
       .. "print('NONBLOCK=%d' % (fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK != 0))")
   end
-  local cmd = ("CORIO_HISTORY=%s %s%s; %s; sleep 600"):format(
+  -- the shell traps SIGINT so that it outlives a corio killed by one
+  local cmd = ("trap : INT; CORIO_HISTORY=%s %s%s; %s; sleep 600"):format(
     shell_quote(self.history), CORIO, opts.args and " " .. opts.args or "", after)
   self:tmux("new-session -d -s main -x 120 -y 40 " .. shell_quote(cmd))
   self:wait_for("^>$", 5, "the first prompt")
@@ -46,7 +47,7 @@ function Term.new(opts)
 end
 
 function Term:tmux(args, read)
-  local line = ("tmux -L %s -f /dev/null %s"):format(self.socket, args)
+  local line = ("env -u TMUX tmux -L %s -f /dev/null %s"):format(self.socket, args)
   if read then
     local p = assert(io.popen(line .. " 2>/dev/null"))
     local out = p:read("a")
@@ -308,6 +309,19 @@ describe("the REPL in a terminal", function()
     term:wait_for("EXIT=0")
     assert.equal("closed", slurp(marker))
     os.remove(marker)
+    if have_python then
+      term:wait_for("NONBLOCK=%d")
+      assert.matches("NONBLOCK=0", term:screen())
+    end
+  end)
+
+  it("says so when a cancelled task does not finish, and Ctrl-C then quits", function()
+    term = Term.new()
+    term:run("stubborn = corio.spawn(function() while true do pcall(corio.sleep, 10) end end)")
+    term:keys("C-d")
+    term:wait_for("waiting for 1 cancelled task to finish")
+    term:keys("C-c")
+    term:wait_for("EXIT=130")
     if have_python then
       term:wait_for("NONBLOCK=%d")
       assert.matches("NONBLOCK=0", term:screen())
