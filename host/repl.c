@@ -415,7 +415,7 @@ static int pipe_read(const char *prompt, char **line) {
     return READ_EOF;
   }
   if (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
-  fprintf(stdout, "%s\n", buf);
+  if (!isatty(0)) fprintf(stdout, "%s\n", buf);  /* the echo a terminal would have given */
   fflush(stdout);
   *line = buf;
   return READ_LINE;
@@ -568,15 +568,16 @@ static void history_save(void) {
   R.history = NULL;
 }
 
-static void editor_open(void) {
+static int editor_open(void) {
   setlocale(LC_CTYPE, "");  /* UTF-8 editing; numbers stay in the "C" locale */
   rl_readline_name = "corio";
   rl_catch_signals = 0;      /* its handlers re-raise SIGINT to the whole process group */
   rl_attempted_completion_function = complete;
   rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(}[]+-*/%^~#,";
   rl_completion_append_character = '\0';
-  rl_initialize();
+  if (rl_initialize() != 0) return -1;
   history_open();
+  return 0;
 }
 
 /* ---- the session ---------------------------------------------------------------------------- */
@@ -622,11 +623,11 @@ static void start(lua_State *L) {
   uv_async_init(rt->loop, &R.wake, wake_cb);
   uv_unref((uv_handle_t *)&R.wake);  /* a waiting chunk still learns it would wait forever */
   signal(SIGINT, on_sigint);
+  /* without libedit or a pollable stdin, a terminal is read as a pipe is (without the echo) */
+  if (R.tty && (editor_open() != 0 || uv_poll_init(rt->loop, &R.input, 0) != 0)) R.tty = 0;
   if (R.tty) {
     signal(SIGHUP, on_fatal_signal);
     signal(SIGTERM, on_fatal_signal);
-    editor_open();
-    uv_poll_init(rt->loop, &R.input, 0);
     /* uv_poll_init made stdin non-blocking: undo it at once. The loop only polls it, libedit
      * reads only when a key is there, and a chunk calling io.read() needs it blocking. */
     restore_terminal_flags();
@@ -667,6 +668,7 @@ static void finish(lua_State *L) {
   uv_unref((uv_handle_t *)&R.slow_exit);
   corio__run_until_idle(rt);
   uv_close((uv_handle_t *)&R.slow_exit, NULL);
+  if (!R.tty) free(R.history);  /* editing fell back to plain reads: nothing to save */
   if (R.tty) {
     history_save();
     uv_close((uv_handle_t *)&R.input, NULL);
