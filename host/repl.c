@@ -44,6 +44,7 @@ static struct {
   uv_async_t wake;                       /* the SIGINT handler pokes the loop through it */
   uv_signal_t winch, cont;
   uv_timer_t slow_exit;                  /* says why leaving takes long */
+  void (*old_int)(int), (*old_hup)(int), (*old_term)(int);  /* dispositions to put back */
   int flags;                             /* stdin's file status flags at start */
   struct termios tio;                    /* and its terminal settings */
   int have_tio;
@@ -622,12 +623,12 @@ static void start(lua_State *L) {
   rt->eager_report = 1;  /* a failed background task is shown when it fails */
   uv_async_init(rt->loop, &R.wake, wake_cb);
   uv_unref((uv_handle_t *)&R.wake);  /* a waiting chunk still learns it would wait forever */
-  signal(SIGINT, on_sigint);
+  R.old_int = signal(SIGINT, on_sigint);
   /* without libedit or a pollable stdin, a terminal is read as a pipe is (without the echo) */
   if (R.tty && (editor_open() != 0 || uv_poll_init(rt->loop, &R.input, 0) != 0)) R.tty = 0;
   if (R.tty) {
-    signal(SIGHUP, on_fatal_signal);
-    signal(SIGTERM, on_fatal_signal);
+    R.old_hup = signal(SIGHUP, on_fatal_signal);
+    R.old_term = signal(SIGTERM, on_fatal_signal);
     /* uv_poll_init made stdin non-blocking: undo it at once. The loop only polls it, libedit
      * reads only when a key is there, and a chunk calling io.read() needs it blocking. */
     restore_terminal_flags();
@@ -688,10 +689,10 @@ static void finish(lua_State *L) {
   corio_set_error_handler(rt, R.prev_handler, R.prev_ud);
   fflush(stdout);
   restore_terminal();
-  signal(SIGINT, SIG_DFL);
+  signal(SIGINT, R.old_int == SIG_ERR ? SIG_DFL : R.old_int);
   if (R.tty) {
-    signal(SIGHUP, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, R.old_hup == SIG_ERR ? SIG_DFL : R.old_hup);
+    signal(SIGTERM, R.old_term == SIG_ERR ? SIG_DFL : R.old_term);
   }
   R.state = IDLE;
 }
