@@ -2,7 +2,8 @@
  * incomplete chunk continues on a ">>" prompt, "=expr"). On a terminal, stdin is a uv_poll_t
  * feeding libedit in callback mode, so the loop (and every background task) keeps running while
  * the prompt waits; an entered chunk then runs as top-level code outside uv_run, where its async
- * calls drive the loop themselves. With piped stdin it reads, prompts and echoes as `lua -i`.
+ * calls drive the loop themselves. With piped stdin it reads, prompts and echoes as `lua -i`,
+ * and the loop runs while a pipe has no line yet.
  * Globals of a session (scripts/corio/repl.lua): corio, tasks(). */
 #define _XOPEN_SOURCE 700 /* wcwidth */
 #include <errno.h>
@@ -38,6 +39,7 @@ static struct {
   lua_State *L;
   corio_runtime *rt;
   int tty;                               /* stdin is a terminal: line editing with libedit */
+  int polled;                            /* stdin is a pipe the loop can watch */
   volatile sig_atomic_t state;
   volatile sig_atomic_t interrupts;      /* Ctrl-C presses not yet handled */
   uv_poll_t input;                       /* stdin while the prompt waits */
@@ -395,11 +397,19 @@ static int tty_read(const char *prompt, char **line) {
   return R.result;
 }
 
-/* Piped input: prompt and echo as lua -i does. Tasks that are ready get their turn first. */
+static void readable_cb(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+  R.result = READ_LINE;  /* data or the end of input: getline tells which */
+}
+
+/* Piped input: prompt and echo as lua -i does. The loop runs until input is there (a pipe or
+ * a socket; a regular file is always ready, and ready tasks get one turn before each line). */
 static int pipe_read(const char *prompt, char **line) {
   char *buf = NULL;
   size_t cap = 0;
-  if (R.rt->ready_head || R.rt->soon_pending) {
+  if (!R.polled && (R.rt->ready_head || R.rt->soon_pending)) {
     R.rt->in_loop++;
     corio__run_ready(R.rt);
     uv_run(R.rt->loop, UV_RUN_NOWAIT);
@@ -409,6 +419,16 @@ static int pipe_read(const char *prompt, char **line) {
   fputs(prompt, stdout);
   fflush(stdout);
   R.state = PROMPT;
+  if (R.polled) {
+    R.result = -1;
+    uv_poll_start(&R.input, UV_READABLE, readable_cb);
+    while (R.result < 0 && !R.exit_requested) loop_turn();
+    uv_poll_stop(&R.input);
+    if (R.result < 0) {
+      R.state = IDLE;
+      return READ_EXIT;
+    }
+  }
   ssize_t n = getline(&buf, &cap, stdin);
   R.state = IDLE;
   if (n < 0) {
@@ -626,6 +646,13 @@ static void start(lua_State *L) {
   R.old_int = signal(SIGINT, on_sigint);
   /* without libedit or a pollable stdin, a terminal is read as a pipe is (without the echo) */
   if (R.tty && (editor_open() != 0 || uv_poll_init(rt->loop, &R.input, 0) != 0)) R.tty = 0;
+  if (!R.tty && !isatty(0) && uv_poll_init(rt->loop, &R.input, 0) == 0) {
+    /* a pipe: unbuffered, so that a line read ahead never hides in stdio's buffer while the
+     * loop waits for the descriptor (and a chunk's io.read() gets the very next line) */
+    restore_terminal_flags();
+    setvbuf(stdin, NULL, _IONBF, 0);
+    R.polled = 1;
+  }
   if (R.tty) {
     R.old_hup = signal(SIGHUP, on_fatal_signal);
     R.old_term = signal(SIGTERM, on_fatal_signal);
@@ -670,6 +697,7 @@ static void finish(lua_State *L) {
   corio__run_until_idle(rt);
   uv_close((uv_handle_t *)&R.slow_exit, NULL);
   if (!R.tty) free(R.history);  /* editing fell back to plain reads: nothing to save */
+  if (R.polled) uv_close((uv_handle_t *)&R.input, NULL);
   if (R.tty) {
     history_save();
     uv_close((uv_handle_t *)&R.input, NULL);

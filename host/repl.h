@@ -13,7 +13,7 @@ int corio__docall(lua_State *L, int narg, int nres);
  * On a terminal: libedit line editing, history in $CORIO_HISTORY (default ~/.corio_history,
  * empty to keep none; at most 1000 entries), tab completion, Ctrl-C interrupting the running
  * chunk or clearing the line. Otherwise it prompts and echoes each line (lua -i with piped
- * input). The globals `corio` and `tasks` are set when absent; errors of background tasks are
+ * input), the loop running while a pipe has no line yet. The globals `corio` and `tasks` are set when absent; errors of background tasks are
  * reported as they happen. At the end of input the remaining tasks are cancelled and their
  * cleanup runs before it returns 0; os.exit(code) ends the same way, then exits the process.
  * stdin's file status flags and terminal settings are left as they were found. */

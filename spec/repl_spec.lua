@@ -387,6 +387,17 @@ describe("the REPL with piped stdin", function()
     assert.matches("\n> n\n3\n> t:await%(%)\n> t.state\ndone\n", out)
   end)
 
+  it("keeps the loop running while a pipe has no line yet", function()
+    local out = os.tmpname()
+    local cmd = ("(echo %s; sleep 0.5; echo %s) | %s -i >%s 2>&1"):format(
+      shell_quote("t = corio.spawn(function() corio.sleep(0.1); print('background') end)"),
+      shell_quote("print('next line')"), CORIO, out)
+    assert.truthy(os.execute(cmd))
+    local text = slurp(out)
+    os.remove(out)
+    assert.matches("\n> background\nprint%('next line'%)\nnext line\n> \n$", text)
+  end)
+
   it("exits with os.exit's code", function()
     local out, _, code = support.run_corio("-i", "print('a')\nos.exit(7)\nprint('b')\n")
     assert.matches("\na\n> os.exit%(7%)\n$", out)
