@@ -389,7 +389,7 @@ describe("the REPL with piped stdin", function()
 
   it("keeps the loop running while a pipe has no line yet", function()
     local out = os.tmpname()
-    local cmd = ("(echo %s; sleep 0.5; echo %s) | %s -i >%s 2>&1"):format(
+    local cmd = ("(echo %s; sleep 1; echo %s) | %s -i >%s 2>&1"):format(
       shell_quote("t = corio.spawn(function() corio.sleep(0.1); print('background') end)"),
       shell_quote("print('next line')"), CORIO, out)
     assert.truthy(os.execute(cmd))
