@@ -594,7 +594,7 @@ static int editor_open(void) {
   rl_readline_name = "corio";
   rl_catch_signals = 0;      /* its handlers re-raise SIGINT to the whole process group */
   rl_attempted_completion_function = complete;
-  rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(}[]+-*/%^~#,";
+  rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{()}[]+-*/%^~#,";  /* not . or : */
   rl_completion_append_character = '\0';
   if (rl_initialize() != 0) return -1;
   history_open();

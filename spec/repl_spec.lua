@@ -121,6 +121,54 @@ function Term:close()
   os.remove(self.history)
 end
 
+describe("corio.repl, the Lua half", function()
+  local repl = require "corio.repl"
+
+  it("completes globals, keywords and fields without running user code", function()
+    assert.same({"string.rep", "string.reverse"}, repl.complete("string.re"))
+    assert.same({"while"}, repl.complete("whil"))
+    assert.same({"_G.string"}, repl.complete("_G.strin"))
+    assert.same({}, repl.complete("nosuchglobal.x"))
+    assert.same({}, repl.complete("string.rep.x"))
+    local touched = false
+    rawset(_G, "probe", setmetatable({}, {__index = function() touched = true end}))
+    assert.same({}, repl.complete("probe.anything.x"))
+    assert.is_false(touched)
+    -- methods of a corio.Task (kept by its C __index) and of strings
+    rawset(_G, "probe", corio.spawn(function() end))
+    assert.same({"probe:await"}, repl.complete("probe:awa"))
+    probe:await()
+    rawset(_G, "probe", "text")
+    assert.same({"probe:upper"}, repl.complete("probe:upp"))
+    rawset(_G, "probe", nil)
+  end)
+
+  it("offers names starting with _ only when asked", function()
+    rawset(_G, "corio", corio)
+    local fields = repl.complete("corio.")
+    rawset(_G, "corio", nil)
+    for _, name in ipairs(fields) do assert.not_matches("^corio%._", name) end
+    assert.truthy(#fields > 10)
+    rawset(_G, "corio", corio)
+    assert.same({"corio._wait"}, repl.complete("corio._wai"))
+    rawset(_G, "corio", nil)
+  end)
+
+  it("lists the live tasks for tasks()", function()
+    local t = corio.spawn(corio.sleep, 10)
+    t.name = "napper"
+    corio.sleep(0)
+    local rows = repl.task_rows()
+    assert.equal(1, #rows)
+    assert.same({tostring(t.id), "napper", "waiting"}, {rows[1][1], rows[1][2], rows[1][3]})
+    assert.matches("^%d+%.%ds$", rows[1][4])
+    assert.equal("sleep", rows[1][5])
+    t:cancel()
+    corio.sleep(0)
+    assert.same({}, repl.task_rows())
+  end)
+end)
+
 describe("the REPL in a terminal", function()
   if not have_tmux then
     pending("tmux is not installed: the terminal tests need it (apt-get install tmux)")

@@ -112,8 +112,11 @@ function M.complete(word)
     for _, k in ipairs(keywords) do names[k] = true end
   end
   local out = {}
+  local private = last:sub(1, 1) == "_"  -- _names are offered only when asked for
   for k in next, names do
-    if k:sub(1, #last) == last then out[#out + 1] = head .. k end
+    if k:sub(1, #last) == last and (private or k:sub(1, 1) ~= "_") then
+      out[#out + 1] = head .. k
+    end
   end
   sort(out)
   return out
