@@ -6,7 +6,6 @@
  * and the loop runs while a pipe has no line yet.
  * Globals of a session (scripts/corio/repl.lua): corio, tasks(). */
 #define _XOPEN_SOURCE 700 /* wcwidth */
-#include <errno.h>
 #include <fcntl.h>
 #include <locale.h>
 #include <signal.h>
@@ -288,6 +287,7 @@ static int repl_exit(lua_State *L) {
 
 /* ---- running a chunk ---------------------------------------------------------------------- */
 
+/* The message handler of a chunk (as lua.c's): a traceback, or the os.exit sentinel as is. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (lua_touserdata(L, 1) == &EXIT_SENTINEL) return 1;
