@@ -80,7 +80,8 @@ enum { /* task->flags */
   CORIO_F_CANCELLING = 8,  /* cancel() requested and not yet delivered */
   CORIO_F_WOKE_CANCEL = 16,/* the pending wait was cancelled: the continuation raises */
   CORIO_F_CALLBACKS = 32,  /* has Lua done-callbacks in its extra table */
-  CORIO_F_REPORTED = 64    /* its unretrieved error was reported */
+  CORIO_F_REPORTED = 64,   /* its unretrieved error was reported */
+  CORIO_F_INTERRUPTED = 128/* top-level wait interrupted (Ctrl-C in the REPL): await raises */
 };
 
 /* A task is a coroutine plus this record (a full userdata of type "corio.Task"). A Future is
@@ -212,6 +213,12 @@ void corio__push_anchors(lua_State *L);
 /* Cancel a task or future (as task:cancel(msg) with the message on top of the stack or none).
  * Returns 1 if a cancellation was requested. Runs no user Lua. */
 int corio__cancel(lua_State *L, corio_task *t, int msgidx);
+
+/* Interrupt top-level code waiting in corio__await (the REPL's Ctrl-C): the pending
+ * operation is undone and the await raises "interrupted!", as a Ctrl-C in busy Lua code does.
+ * Unlike a cancellation, a task it was awaiting is left running. Returns 1 if top-level code
+ * was waiting. Runs no Lua; call it from a loop callback. */
+int corio__interrupt_main(lua_State *L);
 
 /* Push the Cancelled error object for the current task and raise it. */
 int corio__raise_cancelled(lua_State *L, corio_task *t);

@@ -457,6 +457,10 @@ static int await_resume(lua_State *L, int status, lua_KContext ctx) {
   ctx = t->kctx;
   t->k = NULL;
   t->wait = NULL;
+  if (t->flags & CORIO_F_INTERRUPTED) {
+    t->flags &= ~CORIO_F_INTERRUPTED;
+    return luaL_error(L, "interrupted!");
+  }
   if (t->flags & CORIO_F_WOKE_CANCEL) {
     t->flags &= ~(CORIO_F_WOKE_CANCEL | CORIO_F_CANCELLING);
     return corio__raise_cancelled(L, t);
@@ -562,6 +566,18 @@ static void await_cancel(lua_State *L, corio_task *t) {
 }
 
 static const corio_wait AWAIT_WAIT = {"await", await_cancel};
+
+int corio__interrupt_main(lua_State *L) {
+  corio_runtime *rt = corio__rt(L);
+  corio_task *t = &rt->main_task;
+  if (t->state != CORIO_WAITING) return 0;
+  if (t->wait == &AWAIT_WAIT) corio__unlisten(&t->awaiting);  /* the awaited task runs on */
+  else if (t->wait && t->wait->cancel) t->wait->cancel(L, t);
+  t->flags |= CORIO_F_INTERRUPTED;
+  t->wait = NULL;
+  corio__make_ready(rt, t);
+  return 1;
+}
 
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
