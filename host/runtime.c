@@ -62,6 +62,7 @@ void corio__make_ready(corio_runtime *rt, corio_task *t) {
     if (rt->ready_tail) rt->ready_tail->next_ready = t;
     else rt->ready_head = t;
     rt->ready_tail = t;
+    if (t->priority) rt->ready_prio++;
   }
   if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
 }

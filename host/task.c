@@ -396,7 +396,7 @@ void corio__run_ready(corio_runtime *rt) {
    * task readied during a round waits for the next one whatever its priority, so every
    * ready task runs within one round: a low priority delays a task, never starves it. The
    * sort only happens when a ready task has a priority, so the default path stays FIFO. */
-  if (rt->ready_prio) {
+  if (rt->ready_prio && rt->ready_head) {
     rt->ready_head = sort_by_priority(rt->ready_head);
     corio_task *t = rt->ready_head;
     while (t->next_ready) t = t->next_ready;

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Core benchmarks, side by side in one run: corio, bare Lua coroutines, CPython asyncio
+(Debian's /usr/bin/python3) and Node. Prints medians of --runs runs and the ratios.
+
+usage: bench/bench_core.py [--runs N] [--corio build/corio]
+"""
+import argparse, os, re, statistics, subprocess, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return out
+
+def seconds(out):
+    return float(re.search(r"([0-9.]+) s", out).group(1))
+
+def rss_mib(out):
+    m = re.search(r"peak RSS ([0-9.]+) MiB", out)
+    return float(m.group(1)) if m else float("nan")
+
+def startup(cmd, n=300):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run(cmd)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--corio", default=os.path.join(HERE, "..", "build", "corio"))
+    a = ap.parse_args()
+    corio, py = a.corio, "/usr/bin/python3"
+    res = {k: [] for k in ["corio_sg", "floor_sg", "py_sg", "corio_sl", "py_sl", "node_sl",
+                           "corio_rss", "py_rss", "node_rss"]}
+    for _ in range(a.runs):  # interleaved, so that load changes hit every contender alike
+        res["corio_sg"].append(seconds(run([corio, f"{HERE}/spawn_gather.lua"])))
+        res["floor_sg"].append(seconds(run(["lua5.4", f"{HERE}/spawn_gather_floor.lua"])))
+        res["py_sg"].append(seconds(run([py, f"{HERE}/spawn_gather.py"])))
+        o = run([corio, f"{HERE}/sleep_many.lua"])
+        res["corio_sl"].append(seconds(o)); res["corio_rss"].append(rss_mib(o))
+        o = run([py, f"{HERE}/sleep_many.py"])
+        res["py_sl"].append(seconds(o)); res["py_rss"].append(rss_mib(o))
+        o = run(["node", f"{HERE}/sleep_many.js"])
+        res["node_sl"].append(seconds(o)); res["node_rss"].append(rss_mib(o))
+    m = {k: statistics.median(v) for k, v in res.items()}
+    st_corio = startup([corio, "-e", ""])
+    st_lua = startup(["lua5.4", "-e", ""])
+    st_py = startup([py, "-c", "import asyncio"], 50)
+    print(f"medians of {a.runs} interleaved runs")
+    print("| workload | corio | peer | ratio |")
+    print("|---|---|---|---|")
+    print(f"| 100k tasks spawn+sleep(0)+gather (CPU s) | {m['corio_sg']:.3f} | asyncio {m['py_sg']:.3f} | {m['py_sg']/m['corio_sg']:.1f}x faster |")
+    print(f"| same | {m['corio_sg']:.3f} | bare Lua coroutines {m['floor_sg']:.3f} | {m['corio_sg']/m['floor_sg']:.2f}x the floor |")
+    print(f"| 100k tasks sleeping 1 s, wall s | {m['corio_sl']:.3f} | asyncio {m['py_sl']:.3f}, node {m['node_sl']:.3f} | |")
+    print(f"| same, peak RSS MiB | {m['corio_rss']:.1f} ({m['corio_rss']*1048576/100000:.0f} B/task) | asyncio {m['py_rss']:.1f}, node {m['node_rss']:.1f} | |")
+    print(f"| startup -e '' ms | {st_corio*1e3:.2f} | lua5.4 {st_lua*1e3:.2f}, python3 asyncio {st_py*1e3:.1f} | {st_corio/st_lua:.2f}x lua |")
+
+if __name__ == "__main__":
+    main()
