@@ -13,7 +13,7 @@ def run(cmd):
     return out
 
 def seconds(out):
-    return float(re.search(r"([0-9.]+) s", out).group(1))
+    return float(re.search(r"([0-9.]+) s(?: wall)?$", out.strip().splitlines()[-1].split(",")[0]).group(1))
 
 def rss_mib(out):
     m = re.search(r"peak RSS ([0-9.]+) MiB", out)

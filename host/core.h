@@ -145,7 +145,6 @@ struct corio_runtime {
   void *on_error_ud;
   char errbuf[512];
   corio_pool *pool;
-  int warn_on, warn_cont;   /* the warning system (lua_setwarnf) */
   int closing;
   int (*close_hooks[8])(corio_runtime *);
   int nclose_hooks;

@@ -1,16 +1,7 @@
 local corio = require "corio"
 local support = require "support"
 
-local function turns(n)
-  for _ = 1, n or 3 do corio.sleep(0) end
-end
-
-local function errors_with(pred, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  assert.is_true(pred(err), "unexpected error: " .. tostring(err))
-  return err
-end
+local turns, errors_with = support.turns, support.errors_with
 
 -- Drain what a subscription has buffered, as {topic, message} pairs.
 local function drain(sub)

@@ -9,6 +9,19 @@ function S.settle()
   for _ = 1, 3 do corio.sleep(0) end
 end
 
+-- Let the other tasks run `n` (default 3) loop turns.
+function S.turns(n)
+  for _ = 1, n or 3 do corio.sleep(0) end
+end
+
+-- Call fn(...), expect it to raise, and check the error with pred; returns the error.
+function S.errors_with(pred, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.is_true(pred(err), "unexpected error: " .. tostring(err))
+  return err
+end
+
 -- No task, anchor, timer or libuv handle may outlive a test; garbage goes with collection.
 function S.assert_clean()
   S.settle()
