@@ -2,6 +2,8 @@
 -- Every spec file does `after_each(support.assert_clean)`.
 local corio = require "corio"
 
+local luassert = require "luassert"  -- busted's assert lives in the specs' environment only
+
 local S = {}
 
 -- Let what is about to finish finish: a few loop turns.
@@ -17,8 +19,8 @@ end
 -- Call fn(...), expect it to raise, and check the error with pred; returns the error.
 function S.errors_with(pred, fn, ...)
   local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  assert.is_true(pred(err), "unexpected error: " .. tostring(err))
+  luassert.is_false(ok)
+  luassert.is_true(pred(err), "unexpected error: " .. tostring(err))
   return err
 end
 
