@@ -6,6 +6,7 @@
  * sendfile, realpath, abort_request. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ struct conn {
   char *body;
   size_t body_len, body_cap;
   int err_status;         /* set by a callback that rejects the request */
+  const char *exec_start; /* the data of the running llhttp_execute */
+  char prev_byte;         /* the last byte of the previous llhttp_execute */
   /* pipelined bytes that arrived while a request was being handled */
   char *pending;
   size_t pending_len;
@@ -216,6 +219,17 @@ static void disarm(conn *c) {
 
 static void server_maybe_free(server *s);
 
+/* Once the listener is closed and no connection is open, nothing can dispatch any more: the
+ * Lua side is released at once (the C memory follows in the close callbacks). */
+static void release_refs(server *s) {
+  if (s->listening || s->conns || s->lua_gone || s->self_ref == LUA_NOREF) return;
+  lua_State *L = s->rt->L;
+  int self = s->self_ref, disp = s->dispatch_ref;
+  s->self_ref = s->dispatch_ref = LUA_NOREF;
+  corio__unanchor(L, disp);
+  corio__unanchor(L, self);
+}
+
 static void conn_free_if_done(conn *c) {
   if (!c->handle_closed || c->task) return;
   server *s = c->srv;
@@ -247,6 +261,7 @@ static void conn_close(conn *c) {
   else s->conns = c->next;
   c->next = c->prev = NULL;
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+  release_refs(s);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
@@ -404,7 +419,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   /* llhttp 8.1 reports an obs-fold (a line starting with SP/HT) as more value after the
    * value was complete. Folding is obsolete and hides headers from other parsers (the
    * Content-Length smuggling of CVE-2024-27982): reject it. */
-  if (c->last_cb == CB_VALUE_DONE || c->nhdr == 0) return reject(c, 400);
+  char before = at > c->exec_start ? at[-1] : c->prev_byte;
+  if (c->last_cb == CB_VALUE_DONE || c->nhdr == 0 || before == '\n' || before == '\r')
+    return reject(c, 400);
   header *h = &c->hdrs[c->nhdr - 1];
   if (c->last_cb != CB_VALUE) {
     h->value = (uint32_t)c->len;
@@ -547,13 +564,16 @@ static void feed(lua_State *L, conn *c, const char *data, size_t n) {
   if (n == 0) return;
   if (c->state == ST_HEAD && !c->got_bytes && c->timer_kind == T_IDLE)
     arm(c, T_HEADER, c->srv->header_timeout);
+  c->exec_start = data;
   llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
+  c->prev_byte = data[n - 1];
   if (err == HPE_OK) {
     if (c->state == ST_HEAD && c->got_bytes) {
       /* The head is still incomplete: every byte of this chunk belonged to it. This also
        * catches bytes no callback reports (whitespace, an endless request line). */
       c->head_raw += n;
-      if (c->head_raw > c->srv->max_header + c->srv->max_url + 1024) send_error(c, 431);
+      server *s = c->srv;
+      if (c->head_raw > s->max_header + 4 * (size_t)s->max_headers + 1024) send_error(c, 431);
     }
     return;
   }
@@ -565,6 +585,7 @@ static void feed(lua_State *L, conn *c, const char *data, size_t n) {
       c->keep_alive = 0;
     }
     llhttp_resume(&c->parser);
+    c->prev_byte = 0;
     if (rest) {  /* pipelined bytes: c->pending is empty here (see process_pending) */
       c->pending = xrealloc(c->pending, rest);
       memcpy(c->pending, pos, rest);
@@ -716,11 +737,7 @@ static void on_connection(uv_stream_t *ls, int status) {
  * its userdata stays anchored until then, so a server nobody references keeps serving. */
 static void server_maybe_free(server *s) {
   if (!s->listener_closed || s->nconns > 0) return;
-  if (!s->lua_gone) {
-    lua_State *L = s->rt->L;
-    corio__unanchor(L, s->self_ref);
-    corio__unanchor(L, s->dispatch_ref);
-  }
+  release_refs(s);
   if (s->box) s->box->s = NULL;
   free(s->scratch);
   free(s);
@@ -853,6 +870,7 @@ static int server_close(lua_State *L) {
     if ((c->state == ST_HEAD && !c->got_bytes && c->writes == 0) || c->state == ST_LINGER)
       conn_close(c);
   }
+  release_refs(s);
   return 0;
 }
 
@@ -871,6 +889,7 @@ static void abort_all(lua_State *L, server *s, int cancel) {
     }
     conn_close(c);
   }
+  release_refs(s);
 }
 
 /* server:abort(): close every connection now; running handlers are cancelled. */
@@ -1238,6 +1257,8 @@ static const luaL_Reg funcs[] = {
 };
 
 int luaopen_corio_http_server(lua_State *L) {
+  /* A peer that goes away must cost an EPIPE on its own connection, not the process. */
+  signal(SIGPIPE, SIG_IGN);
   luaL_newmetatable(L, SERVER);
   luaL_newlib(L, server_methods);
   lua_setfield(L, -2, "__index");
