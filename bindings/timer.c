@@ -99,7 +99,10 @@ void corio__timer_stop(corio_runtime *rt, corio_timer *t) {
     sift_down(rt, i);
     sift_up(rt, last->index);
   }
-  /* The uv timer may now fire early for a removed root: the callback checks and re-arms. */
+  /* The uv timer may now fire early for a removed root: the callback checks and re-arms.
+   * With no deadline left it must stop, or a long-gone deadline keeps the loop alive (and a
+   * script that is otherwise done waits for it). */
+  if (rt->heap_len == 0) uv_timer_stop(&rt->heap_timer);
 }
 
 void corio__timer_init(corio_runtime *rt) {
