@@ -1,0 +1,84 @@
+-- The examples run as real programs: the post's hello server answers curl after its
+-- 1-second sleep, serves requests concurrently and exits 0 on SIGTERM.
+local corio = require "corio"
+local support = require "support"
+local W = require "web_support"
+
+local function free_port()
+  local web = require "corio.web"
+  local s = assert(web.Application():listen{port = 0})
+  local port = s.port
+  s:close()
+  return port
+end
+
+local function start(script, port)
+  local corio_bin = os.getenv("CORIO") or "build/corio"
+  local pidfile = os.tmpname()
+  local log = os.tmpname()
+  os.execute(("(%s %s %d >%s 2>&1 & echo $! >%s)"):format(corio_bin, script, port, log, pidfile))
+  local f = io.open(pidfile); local pid = f:read("n"); f:close()
+  os.remove(pidfile)
+  -- wait until it listens
+  for _ = 1, 100 do
+    local _, code = W.sh("curl -s -o /dev/null --max-time 0.1 http://127.0.0.1:" .. port .. "/nope")
+    if code == 0 then break end
+    corio.sleep(0.05)
+  end
+  return pid, log
+end
+
+local function stop(pid, log)
+  os.execute("kill -TERM " .. pid)
+  -- wait for it to exit (kill -0 fails once it is gone)
+  for _ = 1, 200 do
+    if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+    corio.sleep(0.05)
+  end
+  local f = io.open(log); local s = f:read("a"); f:close()
+  os.remove(log)
+  return s
+end
+
+describe("examples", function()
+  after_each(support.assert_clean)
+
+  it("web_hello.lua answers curl with Hello, world! after a second, concurrently", function()
+    corio.run(function()
+      local port = free_port()
+      local pid, log = start("examples/web_hello.lua", port)
+      local t0 = corio.now()
+      local results = corio.gather((function()
+        local fns = {}
+        for i = 1, 20 do fns[i] = function() return (W.curl("http://127.0.0.1:" .. port .. "/")) end end
+        return fns
+      end)())
+      local elapsed = corio.now() - t0
+      for i = 1, 20 do assert.equal("Hello, world!", results[i]) end
+      assert.is_true(elapsed >= 1 and elapsed < 5, "took " .. elapsed)
+      local out = stop(pid, log)
+      assert.truthy(out:find("listening on http://127.0.0.1:" .. port, 1, true), out)
+      assert.truthy(out:find("SIGTERM: shutting down", 1, true), out)
+    end)
+  end)
+
+  it("json_api.lua creates, reads and deletes users", function()
+    corio.run(function()
+      local port = free_port()
+      local pid, log = start("examples/json_api.lua", port)
+      local url = "http://127.0.0.1:" .. port
+      local json = require "corio.json"
+      local body = W.curl("-X POST -d '{\"name\": \"Ada\"}' " .. url .. "/users")
+      assert.same({id = 1, name = "Ada", email = json.null}, json.decode(body))
+      assert.equal("Ada", json.decode((W.curl(url .. "/users/1"))).name)
+      local list = json.decode((W.curl(url .. "/users")))
+      assert.equal(1, #list)
+      assert.same({id = 1, name = "Ada", email = json.null}, list[1])
+      assert.equal("422", (W.curl("-o /dev/null -w '%{http_code}' -X POST -d '{}' " .. url .. "/users")))
+      assert.equal("400", (W.curl("-o /dev/null -w '%{http_code}' -X POST -d '{' " .. url .. "/users")))
+      assert.equal("204", (W.curl("-o /dev/null -w '%{http_code}' -X DELETE " .. url .. "/users/1")))
+      assert.equal("404", (W.curl("-o /dev/null -w '%{http_code}' " .. url .. "/users/1")))
+      stop(pid, log)
+    end)
+  end)
+end)
