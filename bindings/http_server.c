@@ -3,7 +3,7 @@
  * a time per connection, answered in order), timeouts on the runtime's timer heap, and the
  * response serialisation. Policy (routing, middleware, errors) is in scripts/corio/web.lua.
  * Lua module "corio._http_server": listen, respond, stream_start, stream_write, stream_end,
- * sendfile, realpath, abort_request. */
+ * sendfile, realpath, stat, abort_request, next_request. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -49,6 +49,7 @@ struct conn {
   conn *next, *prev;
   llhttp_t parser;
   corio_timer timer;
+  uint64_t deadline;      /* uv_hrtime() when the current phase's time is up */
   int timer_kind;
   int state;
   /* the request being read: URL and headers in buf, body in body */
@@ -81,6 +82,10 @@ struct server {
   conn *conns;
   int nconns, listening, listener_closed, lua_gone, self_ref, dispatch_ref;
   struct server_box *box;
+  /* handler tasks waiting in next_request for the next request (a pool: a request costs a
+   * resume, not a new coroutine) */
+  corio_task **idle;
+  int nidle, idle_cap;
   /* limits */
   size_t max_header, max_url, max_body;
   int max_headers, max_conns;
@@ -182,10 +187,19 @@ static int grow(char **p, size_t *cap, size_t need) {
 
 /* ---- timers ---------------------------------------------------------------------------- */
 
+/* Timers are lazy, as nginx's are: the heap entry stays while a connection moves between
+ * phases (idle, head, body, handling), and only `deadline` and `timer_kind` change. The
+ * entry is moved only when a deadline comes earlier than the armed one; when it fires, a
+ * later deadline re-arms it. Keep-alive traffic then costs no heap operation per request. */
 static void conn_timer_fire(corio_runtime *rt, corio_timer *t) {
   conn *c = container_of(t, conn, timer);
   int kind = c->timer_kind;
-  (void)rt;
+  if (kind == T_NONE) return;
+  uint64_t now = uv_hrtime();
+  if (c->deadline > now) {
+    corio__timer_start(rt, &c->timer, (double)(c->deadline - now) / 1e9);
+    return;
+  }
   c->timer_kind = T_NONE;
   switch (kind) {
   case T_HEADER:
@@ -200,18 +214,18 @@ static void conn_timer_fire(corio_runtime *rt, corio_timer *t) {
 }
 
 static void arm(conn *c, int kind, double seconds) {
-  corio_runtime *rt = c->srv->rt;
   if (seconds <= 0) {
-    corio__timer_stop(rt, &c->timer);
     c->timer_kind = T_NONE;
     return;
   }
+  uint64_t when = uv_hrtime() + (uint64_t)(seconds * 1e9);
   c->timer_kind = kind;
-  corio__timer_start(rt, &c->timer, seconds);
+  c->deadline = when;
+  if (c->timer.index < 0 || c->timer.when > when)
+    corio__timer_start(c->srv->rt, &c->timer, seconds);
 }
 
 static void disarm(conn *c) {
-  corio__timer_stop(c->srv->rt, &c->timer);
   c->timer_kind = T_NONE;
 }
 
@@ -255,7 +269,8 @@ static void conn_close(conn *c) {
   if (c->state == ST_CLOSED) return;
   server *s = c->srv;
   c->state = ST_CLOSED;
-  disarm(c);
+  corio__timer_stop(s->rt, &c->timer);
+  c->timer_kind = T_NONE;
   if (c->next) c->next->prev = c->prev;
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
@@ -531,14 +546,10 @@ static void reset_request(conn *c) {
   c->state = ST_HEAD;
 }
 
-/* Hand a complete request to Lua: spawn a task running
- *   dispatch(conn, method, target, headers, body, http11, remote)
+/* Push the request of c: conn, method, target, headers, body, http11, remote.
  * headers is a flat list {name1, value1, name2, value2, ...} with lowercased names. */
-static void dispatch(lua_State *L, conn *c) {
-  server *s = c->srv;
+static void push_request(lua_State *L, conn *c) {
   luaL_checkstack(L, 10, NULL);
-  corio__push_anchor(L, s->dispatch_ref);
-  int fidx = lua_gettop(L);
   lua_pushlightuserdata(L, c);
   lua_pushstring(L, llhttp_method_name((llhttp_method_t)c->parser.method));
   lua_pushlstring(L, c->buf, c->url_len);
@@ -554,8 +565,76 @@ static void dispatch(lua_State *L, conn *c) {
   else lua_pushliteral(L, "");
   lua_pushboolean(L, c->minor);
   lua_pushstring(L, c->remote);
-  c->task = corio__spawn(L, fidx, 7);
+}
+
+/* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
+ * running worker(server, conn, method, target, headers, body, http11, remote). The request
+ * stays in c's buffers until it is answered, so a woken task reads it from there. */
+static void dispatch(lua_State *L, conn *c) {
+  server *s = c->srv;
+  if (s->nidle > 0) {
+    corio_task *t = s->idle[--s->nidle];
+    t->wait_data = c;
+    c->task = t;
+    corio__wake(s->rt, t);
+    return;
+  }
+  luaL_checkstack(L, 12, NULL);
+  corio__push_anchor(L, s->dispatch_ref);
+  int fidx = lua_gettop(L);
+  corio__push_anchor(L, s->self_ref);
+  push_request(L, c);
+  c->task = corio__spawn(L, fidx, 8);
   lua_settop(L, fidx - 1);
+}
+
+/* Let every idle handler task end: no request will come any more. */
+static void release_idle(server *s) {
+  while (s->nidle > 0) {
+    corio_task *t = s->idle[--s->nidle];
+    t->wait_data = NULL;
+    corio__wake(s->rt, t);
+  }
+}
+
+#define MAX_IDLE 1024
+
+static void next_request_cancel(lua_State *L, corio_task *t) {
+  server *s = t->wait_data;
+  (void)L;
+  for (int i = 0; i < s->nidle; i++) {
+    if (s->idle[i] == t) {
+      s->idle[i] = s->idle[--s->nidle];
+      break;
+    }
+  }
+}
+
+static const corio_wait NEXT_WAIT = {"next request", next_request_cancel};
+
+static int next_request_k(lua_State *L, int status, lua_KContext ctx) {
+  conn *c = corio__rt(L)->current->wait_data;
+  (void)status;
+  (void)ctx;
+  if (!c) return 0;
+  push_request(L, c);
+  return 7;
+}
+
+/* _http_server.next_request(server) -> conn, method, target, headers, body, http11, remote
+ *   | nothing (the server is done, or enough tasks are idle)  [suspends]
+ * Called by a handler task once it has answered, to serve the next request. */
+static int l_next_request(lua_State *L) {
+  server_box *b = luaL_checkudata(L, 1, SERVER);
+  server *s = b->s;
+  if (!s || !s->listening || s->nidle >= MAX_IDLE) return 0;
+  corio_task *t = corio__check_suspend(L, "next request");
+  if (s->nidle == s->idle_cap) {
+    s->idle_cap = s->idle_cap ? s->idle_cap * 2 : 64;
+    s->idle = xrealloc(s->idle, sizeof *s->idle * (size_t)s->idle_cap);
+  }
+  s->idle[s->nidle++] = t;
+  return corio__await(L, &NEXT_WAIT, s, next_request_k, 0);
 }
 
 /* Parse what the client sent, until a request completes (the parser then pauses), an error
@@ -739,6 +818,7 @@ static void server_maybe_free(server *s) {
   if (!s->listener_closed || s->nconns > 0) return;
   release_refs(s);
   if (s->box) s->box->s = NULL;
+  free(s->idle);
   free(s->scratch);
   free(s);
 }
@@ -864,6 +944,7 @@ static int server_close(lua_State *L) {
   server *s = b->s;
   if (!s || !s->listening) return 0;
   s->listening = 0;
+  release_idle(s);
   uv_close((uv_handle_t *)&s->tcp, listener_close_cb);
   for (conn *c = s->conns, *next; c; c = next) {
     next = c->next;
@@ -876,6 +957,7 @@ static int server_close(lua_State *L) {
 
 /* Close every connection now and cancel the handlers still running. */
 static void abort_all(lua_State *L, server *s, int cancel) {
+  release_idle(s);
   if (s->listening) {
     s->listening = 0;
     uv_close((uv_handle_t *)&s->tcp, listener_close_cb);
@@ -923,6 +1005,7 @@ static int server_gc(lua_State *L) {
   s->box = NULL;
   b->s = NULL;
   for (conn *c = s->conns; c; c = c->next) c->task = NULL;
+  s->nidle = 0;  /* the tasks may be finalized already: do not touch them */
   abort_all(L, s, 0);
   return 0;
 }
@@ -1245,6 +1328,7 @@ static const luaL_Reg server_methods[] = {
 
 static const luaL_Reg funcs[] = {
   {"listen", l_listen},
+  {"next_request", l_next_request},
   {"respond", l_respond},
   {"abort_request", l_abort_request},
   {"stream_start", l_stream_start},

@@ -206,6 +206,15 @@ function lazy.query(r)
   r._query_all = all
   return first
 end
+function lazy.raw_path(r)
+  local q = find(r.target, "?", 1, true)
+  return q and sub(r.target, 1, q - 1) or r.target
+end
+function lazy.query_string(r)
+  local q = find(r.target, "?", 1, true)
+  return q and sub(r.target, q + 1) or ""
+end
+function lazy.params() return {} end
 function lazy.content_type(r)
   local ct = r.headers:get("content-type")
   return ct and lower(ct:match("^[^;]*"):match("^%s*(.-)%s*$")) or nil
@@ -526,6 +535,7 @@ end
 -- Called by the C side in a new task for every request.
 local function make_dispatcher(app)
   local request_timeout = app.opts.request_timeout
+  local log_access = app.opts.access_log
   local static = app._static
   local function run(req)
     local route, params = app:resolve(req.method, req.path)
@@ -542,20 +552,30 @@ local function make_dispatcher(app)
     if request_timeout then return corio.timeout(request_timeout, run, req) end
     return run(req)
   end
+  -- Requests of this app: Request's lookups plus request.app.
+  local AppRequest = {__name = "corio.web.Request"}
+  local request_index = Request.__index
+  AppRequest.__index = function(r, k)
+    if k == "app" then return app end
+    return request_index(r, k)
+  end
   return function(conn, method, target, hdrs, body, http11, remote)
-    local q = find(target, "?", 1, true)
-    local raw_path = q and sub(target, 1, q - 1) or target
-    local req = setmetatable({_conn = conn, method = method, target = target, raw_path = raw_path,
-                              path = unescape(raw_path), query_string = q and sub(target, q + 1) or "",
-                              _hdrs = hdrs, _body = body, http11 = http11, remote = remote,
-                              app = app}, Request)
+    -- The common case (no query, no escape) costs one find; raw_path, query_string, headers,
+    -- query and params are computed when first read.
+    local path = target
+    if find(target, "[?%%]") then
+      local q = find(target, "?", 1, true)
+      path = unescape(q and sub(target, 1, q - 1) or target)
+    end
+    local req = setmetatable({_conn = conn, method = method, target = target, path = path,
+                              _hdrs = hdrs, _body = body, http11 = http11, remote = remote},
+                             AppRequest)
     -- Fast path: an exact route, no middleware, no timeout, a string result.
     local status, size
     local by = not request_timeout and #app._middleware == 0 and static[method]
     local route = by and by[req.path]
     local ok, res
     if route then
-      req.params = {}
       ok, res = xpcall(route.handler, traceback, req)
     else
       ok, res = xpcall(handle, traceback, req)
@@ -582,7 +602,7 @@ local function make_dispatcher(app)
         status, size = send_error(req, 500)
       end
     end
-    if app.opts.access_log then access_log(app, req, status, size) end
+    if log_access then access_log(app, req, status, size) end
   end
 end
 
@@ -601,10 +621,20 @@ Server.__index = Server
 function Application:listen(opts)
   opts = opts or {}
   for k, v in pairs(opts) do self.opts[k] = self.opts[k] == nil and v or self.opts[k] end
-  local args = {host = opts.host or "127.0.0.1", port = opts.port or 8080,
-                dispatch = make_dispatcher(self)}
+  local args = {host = opts.host or "127.0.0.1", port = opts.port or 8080}
   for _, k in ipairs(LIMIT_KEYS) do
     if opts[k] ~= nil then args[k] = opts[k] elseif self.opts[k] ~= nil then args[k] = self.opts[k] end
+  end
+  local serve_one = make_dispatcher(self)
+  local next_request = C.next_request
+  -- A handler task serves a request, then waits for the next one (a pool of tasks).
+  args.dispatch = function(h, ...)
+    serve_one(...)
+    while true do
+      local conn, method, target, hdrs, body, http11, remote = next_request(h)
+      if not conn then return end
+      serve_one(conn, method, target, hdrs, body, http11, remote)
+    end
   end
   local h, err, code = C.listen(args)
   if not h then return nil, err, code end
