@@ -4,7 +4,9 @@
 # Server and wrk are pinned to different cores with taskset. Two workloads:
 #   hello: "Hello, world!" from a handler, wrk -t1 -c100 -d${HELLO_SECS}s
 #   slow:  the seed post's handler that sleeps 1 s, wrk -t1 -c1000 -d${SLOW_SECS}s --timeout 5s
-# Reports per server the median of $RUNS runs: req/s, p99 latency, peak RSS (VmHWM).
+# Reports per server the median of $RUNS runs: req/s, p99 latency, peak RSS (VmHWM) and the
+# server's CPU time per request (utime+stime / requests: less sensitive to other load on the
+# machine than req/s, though not immune to it).
 # Usage: bench/web.sh [hello|slow|workers|all]   env: RUNS=3 HELLO_SECS=10 SLOW_SECS=10
 #        SERVER_CPU=0 WRK_CPU=1 CORIO=build/corio
 set -eu
@@ -92,21 +94,34 @@ stop_server() {
   wait "$SPID" 2>/dev/null || true
 }
 
-# run name workload -> prints "rps p99_ms rss_kib"
+cpu_ticks() { # utime + stime of the server and its children (workers), in clock ticks
+  t=0
+  for p in $SPID $(pgrep -P "$SPID" || true); do
+    v=$(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0)
+    t=$((t + ${v:-0}))
+  done
+  echo $t
+}
+
+# run name workload -> prints "rps p99_ms rss_kib cpu_us_per_request"
 run_once() {
   start_server "$1" "$2"
+  c0=$(cpu_ticks)
   if [ "$2" = slow ]; then
     out=$(taskset -c "$WRK_CPU" wrk -t1 -c1000 -d"${SLOW_SECS}s" --timeout 5s --latency "http://127.0.0.1:$PORT/")
   else
     out=$(taskset -c "$WRK_CPU" wrk -t1 -c100 -d"${HELLO_SECS}s" --latency "http://127.0.0.1:$PORT/")
   fi
   rss=$(peak_rss)
+  c1=$(cpu_ticks)
   stop_server
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
   errs=$(echo "$out" | awk '/Socket errors|Non-2xx/ {print}' | tr '\n' ' ')
   [ -n "$errs" ] && echo "  ($1 $2: $errs)" >&2
-  echo "$rps $p99 $rss"
+  nreq=$(echo "$out" | awk '/requests in/ {print $1}')
+  cpu=$(echo "($c1 - $c0) * 1000000 / $(getconf CLK_TCK) / $nreq" | bc -l)
+  echo "$rps $p99 $rss $cpu"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -115,7 +130,7 @@ bench() { # workload servers...
   wl=$1; shift
   echo
   echo "== $wl: $(if [ "$wl" = slow ]; then echo "wrk -t1 -c1000 -d${SLOW_SECS}s --timeout 5s"; else echo "wrk -t1 -c100 -d${HELLO_SECS}s"; fi), median of $RUNS runs"
-  printf "%-8s %12s %10s %10s\n" server "req/s" "p99 ms" "RSS MiB"
+  printf "%-8s %12s %10s %10s %12s\n" server "req/s" "p99 ms" "RSS MiB" "CPU us/req"
   for s in "$@"; do
     : >"$TMP/$s.res"
     r=0
@@ -126,8 +141,9 @@ bench() { # workload servers...
     rps=$(awk '{print $1}' "$TMP/$s.res" | median)
     p99=$(awk '{print $2}' "$TMP/$s.res" | median)
     rss=$(awk '{print $3}' "$TMP/$s.res" | median)
-    printf "%-8s %12s %10s %10.1f   runs: %s\n" "$s" "$rps" "$p99" "$(echo "$rss / 1024" | bc -l)" \
-      "$(awk '{printf "%s ", $1}' "$TMP/$s.res")"
+    cpu=$(awk '{print $4}' "$TMP/$s.res" | median)
+    printf "%-8s %12s %10s %10.1f %12.2f   runs: %s\n" "$s" "$rps" "$p99" "$(echo "$rss / 1024" | bc -l)" \
+      "$cpu" "$(awk '{printf "%s ", $1}' "$TMP/$s.res")"
     echo "$rps" >"$TMP/$s.$wl.rps"
   done
   if [ -f "$TMP/corio.$wl.rps" ]; then

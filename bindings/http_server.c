@@ -67,7 +67,8 @@ struct conn {
   /* pipelined bytes that arrived while a request was being handled */
   char *pending;
   size_t pending_len;
-  corio_task *task;       /* the handler's task while one runs */
+  corio_task *task;       /* the task handling the current request, if any */
+  corio_listener task_done; /* on task: the record outlives no task that may still use it */
   int writes;             /* uv_write requests in flight */
   int file_fd;            /* a file being sent, or -1 */
   uint64_t file_left;
@@ -546,6 +547,30 @@ static void reset_request(conn *c) {
   c->state = ST_HEAD;
 }
 
+/* The handler task ended while it still owned c's request (it was cancelled before it
+ * could answer, or its code swallowed the request): close and release the connection. */
+static void task_done_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
+  conn *c = container_of(l, conn, task_done);
+  (void)rt;
+  (void)done;
+  c->task = NULL;
+  conn_close(c);
+  conn_free_if_done(c);
+}
+
+/* c's request now belongs to t. The connection record lives until t answers or ends, so
+ * the light userdata the task holds never dangles. */
+static void own(conn *c, corio_task *t) {
+  c->task = t;
+  corio__listen(t, &c->task_done, task_done_fire);
+}
+
+static void disown(conn *c) {
+  if (!c->task) return;
+  corio__unlisten(&c->task_done);
+  c->task = NULL;
+}
+
 /* Push the request of c: conn, method, target, headers, body, http11, remote.
  * headers is a flat list {name1, value1, name2, value2, ...} with lowercased names. */
 static void push_request(lua_State *L, conn *c) {
@@ -575,7 +600,7 @@ static void dispatch(lua_State *L, conn *c) {
   if (s->nidle > 0) {
     corio_task *t = s->idle[--s->nidle];
     t->wait_data = c;
-    c->task = t;
+    own(c, t);
     corio__wake(s->rt, t);
     return;
   }
@@ -584,7 +609,7 @@ static void dispatch(lua_State *L, conn *c) {
   int fidx = lua_gettop(L);
   corio__push_anchor(L, s->self_ref);
   push_request(L, c);
-  c->task = corio__spawn(L, fidx, 8);
+  own(c, corio__spawn(L, fidx, 8));
   lua_settop(L, fidx - 1);
 }
 
@@ -692,7 +717,7 @@ static void read_start(conn *c);
 /* The response to the current request is complete (queued in order on the socket): go on
  * with the next request on this connection, or close it. */
 static void finish_response(lua_State *L, conn *c) {
-  c->task = NULL;
+  disown(c);
   if (c->state == ST_CLOSED) {
     conn_free_if_done(c);
     return;
@@ -964,11 +989,8 @@ static void abort_all(lua_State *L, server *s, int cancel) {
   }
   for (conn *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if (c->task && cancel) {
-      corio_task *t = c->task;
-      c->task = NULL;  /* its late respond finds the connection gone */
-      corio__cancel(L, t, 0);
-    }
+    /* The record stays until the cancelled handler answers or ends (see own). */
+    if (c->task && cancel) corio__cancel(L, c->task, 0);
     conn_close(c);
   }
   release_refs(s);
@@ -1004,7 +1026,7 @@ static int server_gc(lua_State *L) {
   s->lua_gone = 1;
   s->box = NULL;
   b->s = NULL;
-  for (conn *c = s->conns; c; c = c->next) c->task = NULL;
+  for (conn *c = s->conns; c; c = c->next) c->task = NULL;  /* tasks are being finalized */
   s->nidle = 0;  /* the tasks may be finalized already: do not touch them */
   abort_all(L, s, 0);
   return 0;
