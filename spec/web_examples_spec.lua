@@ -12,11 +12,12 @@ local function free_port()
   return port
 end
 
-local function start(script, port)
+local function start(script, port, extra)
   local corio_bin = os.getenv("CORIO") or "build/corio"
   local pidfile = os.tmpname()
   local log = os.tmpname()
-  os.execute(("(%s %s %d >%s 2>&1 & echo $! >%s)"):format(corio_bin, script, port, log, pidfile))
+  os.execute(("(%s %s %d %s >%s 2>&1 & echo $! >%s)"):format(corio_bin, script, port,
+    extra or "", log, pidfile))
   local f = io.open(pidfile); local pid = f:read("n"); f:close()
   os.remove(pidfile)
   -- wait until it listens
@@ -29,7 +30,7 @@ local function start(script, port)
 end
 
 local function stop(pid, log)
-  os.execute("kill -TERM " .. pid)
+  os.execute("kill -TERM " .. pid .. " 2>/dev/null")
   -- wait for it to exit (kill -0 fails once it is gone)
   for _ = 1, 200 do
     if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
@@ -59,6 +60,56 @@ describe("examples", function()
       local out = stop(pid, log)
       assert.truthy(out:find("listening on http://127.0.0.1:" .. port, 1, true), out)
       assert.truthy(out:find("SIGTERM: shutting down", 1, true), out)
+    end)
+  end)
+
+  it("finishes requests in flight when SIGTERM arrives, then exits 0", function()
+    corio.run(function()
+      local port = free_port()
+      local pid, log = start("examples/web_hello.lua", port)
+      local inflight = {}
+      for i = 1, 5 do
+        inflight[i] = corio.spawn(W.curl, "-w ' %{http_code}' http://127.0.0.1:" .. port .. "/")
+      end
+      corio.sleep(0.4)
+      local status = W.sh("kill -TERM " .. pid .. "; wait_exit() { while kill -0 " .. pid
+        .. " 2>/dev/null; do sleep 0.05; done; }; wait_exit; echo gone")
+      assert.equal("gone\n", status)
+      for i = 1, 5 do assert.equal("Hello, world! 200", inflight[i]:await()) end
+      local out = stop(pid, log)
+      assert.truthy(out:find("SIGTERM: shutting down", 1, true), out)
+    end)
+  end)
+
+  it("runs workers sharing the port, restarts one that dies, stops them on SIGTERM", function()
+    corio.run(function()
+      local port = free_port()
+      local pid, log = start("examples/web_hello.lua", port, "2")
+      local function children()
+        local out = W.sh("pgrep -P " .. pid)
+        local list = {}
+        for p in out:gmatch("%d+") do list[#list + 1] = p end
+        return list
+      end
+      local kids = children()
+      assert.equal(2, #kids)
+      os.execute("kill -KILL " .. kids[1])
+      local deadline = corio.now() + 5
+      local now_kids
+      repeat
+        corio.sleep(0.1)
+        now_kids = children()
+      until (#now_kids == 2 and now_kids[1] ~= kids[1] and now_kids[2] ~= kids[1])
+        or corio.now() > deadline
+      assert.equal(2, #now_kids)
+      assert.equal("Hello, world!", (W.curl("http://127.0.0.1:" .. port .. "/")))
+      local out = stop(pid, log)
+      assert.truthy(out:find("with 2 workers", 1, true), out)
+      assert.truthy(out:find("exited (SIGKILL); restarting", 1, true), out)
+      assert.equal(0, #children())
+      for _, k in ipairs(now_kids) do
+        assert.is_falsy(os.execute("kill -0 " .. k .. " 2>/dev/null"))
+      end
     end)
   end)
 
