@@ -318,7 +318,11 @@ static void write_cb(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
-  if (c->timer_kind == T_WRITE && c->writes == 0) disarm(c);
+  if (c->timer_kind == T_WRITE && c->writes == 0) {
+    /* written out: an idle keep-alive connection gets its idle time back */
+    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, c->srv->idle_timeout);
+    else disarm(c);
+  }
   if (c->file_fd >= 0 && c->writes == 0) {
     file_next(c);
     return;
