@@ -1072,10 +1072,12 @@ static void check_headers(lua_State *L, int idx) {
     lua_rawgeti(L, idx, i + 1);
     const char *name = lua_tolstring(L, -2, &nl);
     const char *v = lua_tolstring(L, -1, &vl);
-    if (!name || !v) luaL_error(L, "response: header %d needs a string name and value", (int)(i / 2 + 1));
+    if (!name || !v)
+      luaL_error(L, "response: header %d needs a string name and value", (int)(i / 2 + 1));
     if (nl == 0) luaL_error(L, "response: empty header name");
     for (size_t k = 0; k < nl; k++)
-      if (!is_tchar((unsigned char)name[k])) luaL_error(L, "response: invalid header name '%s'", name);
+      if (!is_tchar((unsigned char)name[k]))
+        luaL_error(L, "response: invalid header name '%s'", name);
     for (size_t k = 0; k < vl; k++)
       if (v[k] == '\r' || v[k] == '\n' || v[k] == '\0')
         luaL_error(L, "response: header '%s' has a CR, LF or NUL in its value", name);

@@ -412,7 +412,8 @@ local MONTHS = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, A
 
 -- Seconds since the epoch of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), or nil.
 local function parse_http_date(s)
-  local d, mon, y, h, mi, sec = s:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  local d, mon, y, h, mi, sec =
+    s:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
   local m = MONTHS[mon or ""]
   if not m then return nil end
   y, m, d = tonumber(y), m, tonumber(d)
@@ -465,7 +466,8 @@ function Application:static(prefix, directory, opts)
       end
     end
     return setmetatable({status = 200, path = full,
-                         content_type = MIME[ext and lower(ext) or ""] or "application/octet-stream",
+                         content_type = MIME[ext and lower(ext) or ""]
+                           or "application/octet-stream",
                          headers = {["Last-Modified"] = lm}}, FileResponse)
   end
   self:route("GET", prefix .. "/{path:.*}", handler)
@@ -623,7 +625,8 @@ function Application:listen(opts)
   for k, v in pairs(opts) do self.opts[k] = self.opts[k] == nil and v or self.opts[k] end
   local args = {host = opts.host or "127.0.0.1", port = opts.port or 8080}
   for _, k in ipairs(LIMIT_KEYS) do
-    if opts[k] ~= nil then args[k] = opts[k] elseif self.opts[k] ~= nil then args[k] = self.opts[k] end
+    if opts[k] ~= nil then args[k] = opts[k]
+    elseif self.opts[k] ~= nil then args[k] = self.opts[k] end
   end
   local serve_one = make_dispatcher(self)
   local next_request = C.next_request
