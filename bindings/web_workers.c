@@ -186,29 +186,41 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
   }
 }
 
+extern char **environ;
+
 /* corio._web_workers.spawn(file, args, env) -> Worker | nil, msg, code
- * Starts `file` with argv `args` (a list, args[1] is argv[0]) and the environment `env`
- * (a list of "NAME=value"), sharing stdout and stderr with this process. */
+ * Starts `file` with argv `args` (a list, args[1] is argv[0]) and this process's environment
+ * plus `env` (a list of "NAME=value" that replace variables of the same name), sharing
+ * stdout and stderr with this process. */
 static int l_spawn(lua_State *L) {
   const char *file = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  int na = (int)luaL_len(L, 2), ne = (int)luaL_len(L, 3);
+  int na = (int)luaL_len(L, 2), ne = (int)luaL_len(L, 3), nenv = 0;
   corio_runtime *rt = corio__rt(L);
+  while (environ[nenv]) nenv++;
   char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(na + 1), 0);
-  char **envp = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ne + 1), 0);
+  char **envp = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ne + nenv + 1), 0);
   for (int i = 0; i < na; i++) {
     lua_rawgeti(L, 2, i + 1);
     argv[i] = (char *)luaL_checkstring(L, -1);
     lua_pop(L, 1);  /* still referenced by the table */
   }
   argv[na] = NULL;
+  int n = 0;
   for (int i = 0; i < ne; i++) {
     lua_rawgeti(L, 3, i + 1);
-    envp[i] = (char *)luaL_checkstring(L, -1);
+    envp[n++] = (char *)luaL_checkstring(L, -1);
     lua_pop(L, 1);
   }
-  envp[ne] = NULL;
+  for (int i = 0; i < nenv; i++) {
+    const char *eq = strchr(environ[i], '=');
+    size_t klen = eq ? (size_t)(eq - environ[i]) + 1 : strlen(environ[i]);
+    int replaced = 0;
+    for (int j = 0; j < ne && !replaced; j++) replaced = strncmp(envp[j], environ[i], klen) == 0;
+    if (!replaced) envp[n++] = environ[i];
+  }
+  envp[n] = NULL;
   wbox *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->p = NULL;
   luaL_setmetatable(L, WORKER);

@@ -49,13 +49,8 @@ local function supervise(app, opts)
   if not script_args[0] then error("run_app: workers need the script path (arg[0])", 0) end
   argv[2] = script_args[0]
   for i = 1, #script_args do argv[#argv + 1] = script_args[i] end
+  -- the workers inherit this environment, plus the mark that makes run_app serve
   local env = {WORKER_ENV .. "=1"}
-  for _, name in ipairs {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "CORIO_SCRIPTS", "LUA_PATH",
-                         "LUA_CPATH", "LUA_PATH_5_4", "LUA_CPATH_5_4"} do
-    local v = os.getenv(name)
-    if v then env[#env + 1] = name .. "=" .. v end
-  end
-  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
 
   local signals = sup.signals({"SIGINT", "SIGTERM"})
   local stopping = false
@@ -85,11 +80,7 @@ local function supervise(app, opts)
   local sig = signals:wait()
   stopping = true
   say(opts, "corio.web: %s: stopping the workers", sig)
-  local live = {}
-  for _, w in pairs(workers) do
-    w:kill("SIGTERM")
-    live[#live + 1] = w
-  end
+  for _, w in pairs(workers) do w:kill("SIGTERM") end
   local deadline = corio.now() + (opts.grace or 10) + 5
   while next(workers) and corio.now() < deadline do corio.sleep(0.05) end
   for _, w in pairs(workers) do w:kill("SIGKILL") end
