@@ -81,6 +81,42 @@ describe("examples", function()
     end)
   end)
 
+  it("closes everything at once on a second signal", function()
+    corio.run(function()
+      local port = free_port()
+      local pid, log = start("examples/web_hello.lua", port)
+      local inflight = corio.spawn(W.curl, "-w '%{http_code}' http://127.0.0.1:" .. port .. "/")
+      corio.sleep(0.3)
+      local t0 = corio.now()
+      -- (a zombie counts as gone: who reaps it is not ours to time)
+      W.sh("kill -TERM " .. pid .. "; sleep 0.1; kill -TERM " .. pid
+        .. "; while [ -e /proc/" .. pid .. " ] && ! grep -q '^State:.*Z' /proc/" .. pid
+        .. "/status; do sleep 0.05; done")
+      local elapsed = corio.now() - t0
+      assert.is_true(elapsed < 3, ("no prompt exit after the second signal (%.2f s)"):format(elapsed))
+      assert.equal("000", inflight:await())  -- cut off: the answer would have come at 1 s
+      local out = stop(pid, log)
+      assert.truthy(out:find("SIGTERM again: closing every connection now", 1, true), out)
+    end)
+  end)
+
+  it("lets workers finish their requests when Ctrl-C reaches the whole group", function()
+    corio.run(function()
+      local port = free_port()
+      local pid, log = start("examples/web_hello.lua", port, "2")
+      local inflight = {}
+      for i = 1, 4 do
+        inflight[i] = corio.spawn(W.curl, "-w ' %{http_code}' http://127.0.0.1:" .. port .. "/")
+      end
+      corio.sleep(0.3)
+      -- SIGINT to the supervisor and its workers at once, as a terminal's Ctrl-C does
+      W.sh("kill -INT " .. pid .. " $(pgrep -P " .. pid .. ")")
+      for i = 1, 4 do assert.equal("Hello, world! 200", inflight[i]:await()) end
+      local out = stop(pid, log)
+      assert.truthy(out:find("SIGINT: stopping the workers", 1, true), out)
+    end)
+  end)
+
   it("runs workers sharing the port, restarts one that dies, stops them on SIGTERM", function()
     corio.run(function()
       local port = free_port()

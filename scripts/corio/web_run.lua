@@ -34,9 +34,23 @@ local function serve(app, opts, worker)
   end
   if opts.on_ready then opts.on_ready(server) end
   local sig = signals:wait()
-  signals:close()
   if not worker then say(opts, "corio.web: %s: shutting down", sig) end
+  -- While draining, the signals stay caught: a second one in a plain server means "now"
+  -- (as a second Ctrl-C does for most servers); a worker ignores them, since Ctrl-C reaches
+  -- it and then its supervisor's SIGTERM follows (the supervisor decides when to kill).
+  local watcher = corio.spawn(function()
+    while true do
+      local again = signals:wait()
+      if not worker then
+        say(opts, "corio.web: %s again: closing every connection now", again)
+        server:abort()
+        return
+      end
+    end
+  end)
   local clean = server:shutdown(opts.grace or 10)
+  watcher:cancel()
+  signals:close()
   return clean
 end
 
