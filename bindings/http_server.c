@@ -481,6 +481,11 @@ static int on_headers_complete(llhttp_t *p) {
   c->minor = p->http_major == 1 && p->http_minor == 1;
   if (p->http_major != 1) return reject(c, 505);
   if (p->method == HTTP_CONNECT) return reject(c, 405);
+  /* HTTP/1.1 needs exactly one Host (RFC 9112 3.2; nginx and Node answer 400 too) */
+  int hosts = 0;
+  for (int i = 0; i < c->nhdr; i++)
+    hosts += c->hdrs[i].name_len == 4 && memcmp(c->buf + c->hdrs[i].name, "host", 4) == 0;
+  if (hosts > 1 || (hosts == 0 && p->http_minor >= 1)) return reject(c, 400);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->max_body) return reject(c, 413);
   header *e = find_header(c, "expect");
   if (e) {
