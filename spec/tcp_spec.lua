@@ -17,7 +17,8 @@ describe("corio._tcp", function()
     corio.run(function()
       local s = echo_server()
       local c = assert(tcp.connect("127.0.0.1", s.port))
-      assert.is_true(c:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"))
+      assert.is_true(c:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        .. "Connection: close\r\n\r\nhi"))
       local got = {}
       while true do
         local d = c:read()

@@ -51,7 +51,9 @@ describe("examples", function()
       local t0 = corio.now()
       local results = corio.gather((function()
         local fns = {}
-        for i = 1, 20 do fns[i] = function() return (W.curl("http://127.0.0.1:" .. port .. "/")) end end
+        for i = 1, 20 do
+          fns[i] = function() return (W.curl("http://127.0.0.1:" .. port .. "/")) end
+        end
         return fns
       end)())
       local elapsed = corio.now() - t0
@@ -93,7 +95,8 @@ describe("examples", function()
         .. "; while [ -e /proc/" .. pid .. " ] && ! grep -q '^State:.*Z' /proc/" .. pid
         .. "/status; do sleep 0.05; done")
       local elapsed = corio.now() - t0
-      assert.is_true(elapsed < 3, ("no prompt exit after the second signal (%.2f s)"):format(elapsed))
+      assert.is_true(elapsed < 3,
+        ("no prompt exit after the second signal (%.2f s)"):format(elapsed))
       assert.equal("000", inflight:await())  -- cut off: the answer would have come at 1 s
       local out = stop(pid, log)
       assert.truthy(out:find("SIGTERM again: closing every connection now", 1, true), out)
@@ -161,10 +164,11 @@ describe("examples", function()
       local list = json.decode((W.curl(url .. "/users")))
       assert.equal(1, #list)
       assert.same({id = 1, name = "Ada", email = json.null}, list[1])
-      assert.equal("422", (W.curl("-o /dev/null -w '%{http_code}' -X POST -d '{}' " .. url .. "/users")))
-      assert.equal("400", (W.curl("-o /dev/null -w '%{http_code}' -X POST -d '{' " .. url .. "/users")))
-      assert.equal("204", (W.curl("-o /dev/null -w '%{http_code}' -X DELETE " .. url .. "/users/1")))
-      assert.equal("404", (W.curl("-o /dev/null -w '%{http_code}' " .. url .. "/users/1")))
+      local function code(args) return (W.curl("-o /dev/null -w '%{http_code}' " .. args)) end
+      assert.equal("422", code("-X POST -d '{}' " .. url .. "/users"))
+      assert.equal("400", code("-X POST -d '{' " .. url .. "/users"))
+      assert.equal("204", code("-X DELETE " .. url .. "/users/1"))
+      assert.equal("404", code(url .. "/users/1"))
       stop(pid, log)
     end)
   end)

@@ -110,7 +110,8 @@ describe("corio.web limits and bad input", function()
 
   it("rejects obs-fold (CVE-2024-27982) with 400", function()
     with_server({}, function(port)
-      local r = first(port, "POST /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Content-Length: 5\r\n\r\nhello")
+      local r = first(port, "POST /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Content-Length: 5\r\n"
+        .. "\r\nhello")
       assert.equal(400, r.status)
       r = first(port, "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tcontinued\r\n\r\n")
       assert.equal(400, r.status)
@@ -158,7 +159,8 @@ describe("corio.web limits and bad input", function()
   it("rejects an invalid Content-Length", function()
     with_server({}, function(port)
       for _, cl in ipairs {"-1", "abc", "1 2", "99999999999999999999999"} do
-        local r = first(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " .. cl .. "\r\n\r\n")
+        local r = first(port, "POST /echo HTTP/1.1\r\nHost: x\r\n"
+          .. "Content-Length: " .. cl .. "\r\n\r\n")
         assert.equal(400, r.status, cl)
       end
     end)
@@ -260,7 +262,8 @@ describe("corio.web limits and bad input", function()
 
   it("stops at a bad request in a pipeline, after answering the good ones", function()
     with_server({}, function(port)
-      local raw = W.raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\nBAD REQUEST\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      local raw = W.raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\nBAD REQUEST\r\n\r\n"
+        .. "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
       local rs = W.parse(raw)
       assert.equal(2, #rs)
       assert.equal(200, rs[1].status)

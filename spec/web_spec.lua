@@ -67,7 +67,8 @@ describe("corio.web", function()
       end)
       app:post("/json", function(r) return web.json(r:json()) end)
     end, nil, function(url, port)
-      local r = get(port, "POST /p/a%20b?a=1&a=2&s=x+y%21 HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\n"
+      local r = get(port, "POST /p/a%20b?a=1&a=2&s=x+y%21 HTTP/1.1\r\nHost: x\r\n"
+        .. "User-Agent: test\r\n"
         .. "X-M: 1\r\nX-M: 2\r\nContent-Type: application/x-www-form-urlencoded\r\n"
         .. "Content-Length: 11\r\nConnection: close\r\n\r\nk=v&w=%2F+1")
       assert.equal(200, r.status)
@@ -84,7 +85,8 @@ describe("corio.web", function()
       assert.same({k = "v", w = "/ 1"}, seen.form)
       local body = W.curl("-X POST -d '{\"id\": 9007199254740993, \"n\": null}' " .. url .. "/json")
       assert.equal(9007199254740993, json.decode(body).id)
-      r = get(port, "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{bad")
+      r = get(port, "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        .. "Connection: close\r\n\r\n{bad")
       assert.equal(400, r.status)
       assert.truthy(r.body:find("invalid JSON", 1, true))
     end)
@@ -111,7 +113,8 @@ describe("corio.web", function()
       local raw = W.raw(port, "GET /resp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
       assert.truthy(raw:find("X-A: 1\r\n", 1, true) and raw:find("X-A: 2\r\n", 1, true))
       assert.equal(202, W.parse(raw)[1].status)
-      assert.equal(500, get(port, "GET /nil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status)
+      assert.equal(500, get(port, "GET /nil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        .. "\r\n").status)
     end)
   end)
 
@@ -138,7 +141,8 @@ describe("corio.web", function()
       r = get(port, "GET /blocked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
       assert.equal(403, r.status)
       assert.equal("1", r.headers["x-outer"])
-      assert.equal(404, get(port, "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status)
+      assert.equal(404, get(port, "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        .. "\r\n").status)
     end)
   end)
 
@@ -167,9 +171,12 @@ describe("corio.web", function()
   it("keeps connections alive and honours Connection: close both ways", function()
     serve(function(app)
       app:get("/", function() return "x" end)
-      app:get("/bye", function() return web.Response{body = "bye", headers = {Connection = "close"}} end)
+      app:get("/bye", function()
+        return web.Response{body = "bye", headers = {Connection = "close"}}
+      end)
     end, nil, function(_, port)
-      local raw = W.raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /bye HTTP/1.1\r\nHost: x\r\n\r\n"
+      local raw = W.raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"
+        .. "\r\nGET /bye HTTP/1.1\r\nHost: x\r\n\r\n"
         .. "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
       local rs = W.parse(raw)
       assert.equal(3, #rs)  -- the server closed after /bye
@@ -190,8 +197,11 @@ describe("corio.web", function()
         assert.equal("hello", r.body)
         c:close()
         local big = ("x"):rep(2000)
-        assert.equal(big, (W.curl("-H 'Expect: 100-continue' --data-binary " .. big .. " " .. url .. "/")))
-        assert.equal(417, get(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx").status)
+        local echoed = W.curl("-H 'Expect: 100-continue' --data-binary " .. big .. " "
+          .. url .. "/")
+        assert.equal(big, echoed)
+        assert.equal(417, get(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+          .. "Expect: magic\r\n\r\nx").status)
       end)
   end)
 
@@ -219,7 +229,8 @@ describe("corio.web", function()
     serve(function(app) app:get("/", function() return "abc" end) end,
       {access_log = function(l) lines[#lines + 1] = l end}, function(_, port)
         get(port, "GET /?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert.truthy(lines[1]:match('^127%.0%.0%.1 %- %- %[%d%d/%a%a%a/%d%d%d%d:%d%d:%d%d:%d%d %+0000%] "GET /%?q=1 HTTP/1%.1" 200 3$'),
+        assert.truthy(lines[1]:match("^127%.0%.0%.1 %- %- %[%d%d/%a%a%a/%d%d%d%d:%d%d:%d%d:%d%d "
+          .. '%+0000%] "GET /%?q=1 HTTP/1%.1" 200 3$'),
           lines[1])
       end)
   end)
@@ -284,15 +295,18 @@ describe("corio.web", function()
         assert.equal("text/html; charset=utf-8", r.headers["content-type"])
         local lm = r.headers["last-modified"]
         assert.truthy(lm)
-        r = get(port, "GET /s/a.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " .. lm .. "\r\nConnection: close\r\n\r\n")
+        r = get(port, "GET /s/a.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " .. lm .. "\r\n"
+          .. "Connection: close\r\n\r\n")
         assert.equal(304, r.status)
-        r = get(port, "GET /s/a.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Mon, 01 Jan 1990 00:00:00 GMT\r\nConnection: close\r\n\r\n")
+        r = get(port, "GET /s/a.html HTTP/1.1\r\nHost: x\r\n"
+          .. "If-Modified-Since: Mon, 01 Jan 1990 00:00:00 GMT\r\nConnection: close\r\n\r\n")
         assert.equal(200, r.status)
         local big = W.curl(url .. "/s/sub/big.bin")
         assert.equal(300000, #big)
         assert.equal(("0123456789"):rep(30000), big)
         assert.equal("<p>hi</p>", (W.curl(url .. "/s/inside-link")))
-        r = W.parse((W.raw(port, "HEAD /s/sub/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")), true)[1]
+        r = W.parse((W.raw(port, "HEAD /s/sub/big.bin HTTP/1.1\r\nHost: x\r\n"
+          .. "Connection: close\r\n\r\n")), true)[1]
         assert.equal("300000", r.headers["content-length"])
       end)
     end)
@@ -302,7 +316,8 @@ describe("corio.web", function()
         local name = outside:match("[^/]+$")
         for _, p in ipairs {"/s/../" .. name, "/s/%2e%2e/" .. name, "/s/%2E%2E/" .. name,
                             "/s/sub/..%2f..%2f" .. name, "/s/link", "/s/a.html%00.txt",
-                            "/s/..%5c" .. name, "/s/%252e%252e/" .. name, "/s/sub/../../" .. name} do
+                            "/s/..%5c" .. name, "/s/%252e%252e/" .. name,
+                            "/s/sub/../../" .. name} do
           local raw = W.raw(port, "GET " .. p .. " HTTP/1.1\r\nConnection: close\r\n\r\n")
           local r = W.parse(raw)[1]
           assert.is_nil(raw:find("SECRET", 1, true), p)
