@@ -583,8 +583,13 @@ local function make_dispatcher(app)
       ok, res = xpcall(handle, traceback, req)
     end
     if ok then
-      ok, status, size = pcall(send, req, res)
-      if not ok then res = status end
+      if type(res) == "string" then  -- cannot fail: no pcall needed
+        respond(conn, 200, res, TEXT)
+        status, size = 200, #res
+      else
+        ok, status, size = pcall(send, req, res)
+        if not ok then res = status end
+      end
     end
     if not ok then
       local e = res
