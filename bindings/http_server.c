@@ -63,7 +63,7 @@ struct conn {
   size_t body_len, body_cap;
   int err_status;         /* set by a callback that rejects the request */
   const char *exec_start; /* the data of the running llhttp_execute */
-  char prev_byte;         /* the last byte of the previous llhttp_execute */
+  int tail_lf;            /* the data fed so far ends with LF and then only SP/HT */
   /* pipelined bytes that arrived while a request was being handled */
   char *pending;
   size_t pending_len;
@@ -434,14 +434,28 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* Whether the bytes before `at`, skipping SP/HT, end a line: a value that starts on a new
+ * line is a fold, whether it follows a value or an empty one ("X:\r\n b"), and however the
+ * whitespace was split across reads. */
+static int lf_before(conn *c, const char *at) {
+  const char *q = at;
+  while (q > c->exec_start && (q[-1] == ' ' || q[-1] == '\t')) q--;
+  if (q > c->exec_start) return q[-1] == '\n' || q[-1] == '\r';
+  return c->tail_lf;
+}
+
+static void note_tail(conn *c, const char *data, size_t n) {
+  const char *q = data + n;
+  while (q > data && (q[-1] == ' ' || q[-1] == '\t')) q--;
+  if (q > data) c->tail_lf = q[-1] == '\n';
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   conn *c = pconn(p);
   /* llhttp 8.1 reports an obs-fold (a line starting with SP/HT) as more value after the
    * value was complete. Folding is obsolete and hides headers from other parsers (the
    * Content-Length smuggling of CVE-2024-27982): reject it. */
-  char before = at > c->exec_start ? at[-1] : c->prev_byte;
-  if (c->last_cb == CB_VALUE_DONE || c->nhdr == 0 || before == '\n' || before == '\r')
-    return reject(c, 400);
+  if (c->last_cb == CB_VALUE_DONE || c->nhdr == 0 || lf_before(c, at)) return reject(c, 400);
   header *h = &c->hdrs[c->nhdr - 1];
   if (c->last_cb != CB_VALUE) {
     h->value = (uint32_t)c->len;
@@ -679,7 +693,7 @@ static void feed(lua_State *L, conn *c, const char *data, size_t n) {
     arm(c, T_HEADER, c->srv->header_timeout);
   c->exec_start = data;
   llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
-  c->prev_byte = data[n - 1];
+  note_tail(c, data, n);
   if (err == HPE_OK) {
     if (c->state == ST_HEAD && c->got_bytes) {
       /* The head is still incomplete: every byte of this chunk belonged to it. This also
@@ -698,7 +712,7 @@ static void feed(lua_State *L, conn *c, const char *data, size_t n) {
       c->keep_alive = 0;
     }
     llhttp_resume(&c->parser);
-    c->prev_byte = 0;
+    c->tail_lf = 0;
     if (rest) {  /* pipelined bytes: c->pending is empty here (see process_pending) */
       c->pending = xrealloc(c->pending, rest);
       memcpy(c->pending, pos, rest);

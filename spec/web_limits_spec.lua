@@ -115,6 +115,12 @@ describe("corio.web limits and bad input", function()
       assert.equal(400, r.status)
       r = first(port, "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tcontinued\r\n\r\n")
       assert.equal(400, r.status)
+      -- after an empty value, and with the line break and the whitespace in separate reads
+      r = first(port, "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\n\r\n")
+      assert.equal(400, r.status)
+      r = first(port, {"POST /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n", " ", "\t",
+                       " Content-Length: 5\r\n\r\nhello"}, {gap = 0.05})
+      assert.equal(400, r.status)
     end)
   end)
 
