@@ -52,6 +52,7 @@ describe("corio.json", function()
     assert.equal(s, json.decode(json.encode(s)))
     assert.equal("😀", json.decode('"\\ud83d\\ude00"'))
     assert.equal("é/", json.decode('"\\u00e9\\/"'))
+    assert.equal("a\127b", json.decode('"a\127b"'))  -- DEL needs no escape
   end)
 
   it("keeps empty arrays and objects apart", function()

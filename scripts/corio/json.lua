@@ -57,7 +57,7 @@ local function decode_string(s, pos)
   local parts, n = nil, 0
   local start = pos
   while true do
-    local q = find(s, '["\\%c]', pos)
+    local q = find(s, '["\\\0-\31]', pos)  -- not %c: a raw DEL is allowed in JSON
     if not q then fail(s, start - 1, "unterminated string") end
     local c = byte(s, q)
     if c == 34 then
