@@ -319,6 +319,11 @@ describe("corio.web limits and bad input", function()
     with_server({request_timeout = 0.2}, function(port)
       local r = first(port, "GET /forever HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
       assert.equal(504, r.status)
+      -- the task that was cut off goes on serving
+      for _ = 1, 3 do
+        local ok = first(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.equal(200, ok.status)
+      end
     end, function(app) app:get("/forever", function() corio.sleep(1e6) end) end)
   end)
 
