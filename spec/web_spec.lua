@@ -224,6 +224,42 @@ describe("corio.web", function()
     end)
   end)
 
+  it("cuts a stream that fails midway instead of sending a second head", function()
+    local logged = {}
+    serve(function(app)
+      app:get("/broken", function(req)
+        local resp = web.StreamResponse{}
+        resp:prepare(req)
+        resp:write("partial")
+        error("stream failed")
+      end)
+    end, {error_log = function(m) logged[#logged + 1] = m end}, function(_, port)
+      local raw = W.raw(port, "GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+      local _, heads = raw:gsub("HTTP/1%.1 ", "")
+      assert.equal(1, heads)
+      assert.truthy(raw:find("partial", 1, true))
+      assert.is_nil(raw:find("0\r\n\r\n", 1, true))  -- no clean end: the client sees the cut
+      assert.truthy(logged[1]:find("stream failed", 1, true))
+    end)
+  end)
+
+  it("lets listen's options override the application's", function()
+    local app_log, server_log = {}, {}
+    corio.run(function()
+      local app = web.Application{access_log = function(l) app_log[#app_log + 1] = l end}
+      app:get("/", function() return "x" end)
+      local s1 = assert(app:listen{port = 0})
+      local s2 = assert(app:listen{port = 0,
+                                   access_log = function(l) server_log[#server_log + 1] = l end})
+      get(s1.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      get(s2.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      s1:shutdown(1)
+      s2:shutdown(1)
+    end)
+    assert.equal(1, #app_log)
+    assert.equal(1, #server_log)
+  end)
+
   it("writes an access log line in the common format", function()
     local lines = {}
     serve(function(app) app:get("/", function() return "abc" end) end,

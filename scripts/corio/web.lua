@@ -513,8 +513,8 @@ local function send(req, v)
   error(to_response(v), 0)  -- raises the "handler returned ..." message
 end
 
-local function log_error(app, req, e)
-  local log = app.opts.error_log
+local function log_error(opts, req, e)
+  local log = opts.error_log
   local msg = format("corio.web: error handling %s %s: %s", req.method, req.target,
                      tostring(e))
   if log then log(msg) else io.stderr:write(msg, "\n") end
@@ -526,18 +526,19 @@ local function send_error(req, status, message, headers)
   return status, #body
 end
 
-local function access_log(app, req, status, size)
+local function access_log(opts, req, status, size)
   local fmt_date = os.date("!%d/%b/%Y:%H:%M:%S +0000")
   local line = format('%s - - [%s] "%s %s HTTP/1.%d" %d %d', req.remote, fmt_date, req.method,
                       req.target, req.http11 and 1 or 0, status, size or 0)
-  local out = app.opts.access_log
+  local out = opts.access_log
   if type(out) == "function" then out(line) else io.stdout:write(line, "\n") end
 end
 
 -- Called by the C side in a new task for every request.
-local function make_dispatcher(app)
-  local request_timeout = app.opts.request_timeout
-  local log_access = app.opts.access_log
+-- opts: this server's options (those given to listen, then the Application's)
+local function make_dispatcher(app, opts)
+  local request_timeout = opts.request_timeout
+  local log_access = opts.access_log
   local static = app._static
   local function run(req)
     local route, params = app:resolve(req.method, req.path)
@@ -596,20 +597,21 @@ local function make_dispatcher(app)
       if is_cancelled(e) then
         abort_request(conn)
         error(e, 0)
+      elseif req._answered then
+        -- a stream already under way: no other status can be sent, the connection is cut
+        if getmetatable(e) ~= HTTPError then log_error(opts, req, e) end
+        abort_request(conn)
+        status = getmetatable(e) == HTTPError and e.status or 500
       elseif getmetatable(e) == HTTPError then
         status, size = send_error(req, e.status, e.message, e.headers)
       elseif is_timeout(e) then
         status, size = send_error(req, 504)
-      elseif req._answered then
-        log_error(app, req, e)
-        abort_request(conn)
-        status = 500
       else
-        log_error(app, req, e)
+        log_error(opts, req, e)
         status, size = send_error(req, 500)
       end
     end
-    if log_access then access_log(app, req, status, size) end
+    if log_access then access_log(opts, req, status, size) end
   end
 end
 
@@ -626,14 +628,12 @@ local Server = {__name = "corio.web.Server"}
 Server.__index = Server
 
 function Application:listen(opts)
-  opts = opts or {}
-  for k, v in pairs(opts) do self.opts[k] = self.opts[k] == nil and v or self.opts[k] end
-  local args = {host = opts.host or "127.0.0.1", port = opts.port or 8080}
-  for _, k in ipairs(LIMIT_KEYS) do
-    if opts[k] ~= nil then args[k] = opts[k]
-    elseif self.opts[k] ~= nil then args[k] = self.opts[k] end
-  end
-  local serve_one = make_dispatcher(self)
+  local o = {}
+  for k, v in pairs(self.opts) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end  -- listen's options win over the app's
+  local args = {host = o.host or "127.0.0.1", port = o.port or 8080}
+  for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
   -- A handler task serves a request, then waits for the next one (a pool of tasks).
   args.dispatch = function(h, ...)
