@@ -228,6 +228,22 @@ describe("corio.web limits and bad input", function()
     end)
   end)
 
+  it("closes a connection whose client stops reading (write_timeout)", function()
+    with_server({write_timeout = 0.3}, function(port, server)
+      local tcp = require "corio._tcp"
+      local c = assert(tcp.connect("127.0.0.1", port))
+      c:write("GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")  -- and never read
+      local t0 = corio.now()
+      while server:connections() > 0 and corio.now() - t0 < 5 do corio.sleep(0.05) end
+      assert.equal(0, (server:connections()))
+      assert.is_true(corio.now() - t0 < 4)
+      c:close()
+    end, function(app)
+      local huge = ("h"):rep(64 * 1024 * 1024)
+      app:get("/huge", function() return huge end)
+    end)
+  end)
+
   it("answers a client that half-closes after its request", function()
     with_server({}, function(port)
       local raw = W.raw(port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", {half_close = true})
