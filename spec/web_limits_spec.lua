@@ -355,6 +355,41 @@ describe("corio.web limits and bad input", function()
     end)
   end)
 
+  it("survives random bytes and mutated requests, then serves normally", function()
+    with_server({header_timeout = 0.5, body_timeout = 0.5}, function(port)
+      math.randomseed(20261122)
+      local base = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+      local fns = {}
+      for i = 1, 200 do
+        local data
+        if i % 2 == 0 then
+          local t = {}
+          for k = 1, math.random(1, 300) do t[k] = string.char(math.random(0, 255)) end
+          data = table.concat(t)
+        else  -- flip, drop or insert bytes in a valid request
+          local b = {}
+          for k = 1, #base do b[k] = base:sub(k, k) end
+          for _ = 1, math.random(1, 4) do
+            local at, op = math.random(1, #b), math.random(1, 3)
+            if op == 1 then b[at] = string.char(math.random(0, 255))
+            elseif op == 2 then table.remove(b, at)
+            else table.insert(b, at, string.char(math.random(0, 255))) end
+          end
+          data = table.concat(b)
+        end
+        fns[i] = function()
+          local raw = W.raw(port, data, {wait = 3})
+          local r = W.parse(raw)[1]
+          return raw == "" or (r and r.status ~= nil)  -- silence or a well-formed answer
+        end
+      end
+      local results = corio.gather(fns)
+      for i = 1, 200 do assert.is_true(results[i], "connection " .. i) end
+      local r = first(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.equal(200, r.status)
+    end)
+  end)
+
   it("handles 1000 concurrent slow requests", function()
     with_server({}, function(port)
       local t0 = corio.now()
