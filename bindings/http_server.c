@@ -901,7 +901,10 @@ static server *check_server(lua_State *L) {
 
 /* _http_server.listen{host=, port=, dispatch=fn, reuseport=, backlog=, max_header=,
  *   max_url=, max_headers=, max_body=, max_connections=, header_timeout=, body_timeout=,
- *   idle_timeout=, write_timeout=} -> server | nil, msg, code */
+ *   idle_timeout=, write_timeout=} -> server | nil, msg, code
+ * dispatch(server, conn, method, target, headers, body, http11, remote) runs in a new task
+ * when no handler task is idle; it answers with respond (or stream_*, sendfile) and may then
+ * call next_request(server) for more. */
 static int l_listen(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   corio_runtime *rt = corio__rt(L);
@@ -1364,7 +1367,7 @@ static int l_realpath(lua_State *L) {
   return 1;
 }
 
-/* _http_server.fstat(path) -> size, mtime, is_regular | nil, msg, code */
+/* _http_server.stat(path) -> size, mtime, is_regular | nil, msg, code */
 static int l_stat(lua_State *L) {
   const char *p = luaL_checkstring(L, 1);
   struct stat st;
