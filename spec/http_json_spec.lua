@@ -2,7 +2,7 @@ local corio = require "corio"
 local support = require "support"
 local json = require("corio.http").json
 
--- The JSON rules of corio.http (its own codec while corio.json is not on this branch).
+-- The client encodes and decodes with corio.json, the server's rules.
 describe("corio.http JSON", function()
   after_each(support.assert_clean)
 
@@ -29,13 +29,18 @@ describe("corio.http JSON", function()
                 json.decode(' {"a":{"b":[]},"c":null,"d":false} '))
   end)
 
-  it("raises on malformed input with the position", function()
+  it("is corio.json", function()
+    assert.equal(require "corio.json", json)
+  end)
+
+  it("raises on malformed input, saying where", function()
     for _, bad in ipairs {"", "[1,]", "{\"a\" 1}", "01", "1.", "1e", "-", "[1] x", "\"a",
                           "\"\\x\"", "\"\\ud800\"", "tru", "1-2", "[1+2]", "{1: 2}", "\"a\nb\"",
                           "nul"} do
       local ok, e = pcall(json.decode, bad)
       assert.is_false(ok, bad)
-      assert.matches("^json: .* at byte %d+$", e)
+      assert.matches("^json: ", e)
+      assert.is_truthy(e:find("at byte %d") or e:find("at the end of the input"), e)
     end
     assert.has_error(function() json.decode(("["):rep(2000)) end)
   end)
@@ -46,8 +51,8 @@ describe("corio.http JSON", function()
     assert.equal(0.1, json.decode(json.encode(0.1)))
     assert.equal("1.0", json.encode(1.0))
     assert.equal('"a\\"\\n\\u0001"', json.encode('a"\n\1'))
-    assert.equal('{"a":[1,2,{"b":null}],"c":true}',
-                 json.encode({c = true, a = {1, 2, {b = json.null}}}))
+    local doc = {c = true, a = {1, 2, {b = json.null}}}
+    assert.same(doc, json.decode(json.encode(doc)))
     assert.equal("{}", json.encode({}))
     assert.equal("[]", json.encode(json.array()))
     assert.has_error(function() json.encode({[true] = 1}) end)

@@ -10,7 +10,7 @@
 --
 -- Request options: headers ({Name = value | {values...} | false to drop a default}),
 -- query ({k = v} or {{k, v}, ...}), one body among body (string), json (encoded with the
--- JSON rules of corio.http.json: integers stay integers), form (urlencoded), body_file (a
+-- JSON rules of corio.json: integers stay integers), form (urlencoded), body_file (a
 -- path, streamed from disk); timeout (a number: the total time; or {total =, connect =,
 -- idle =}: connect defaults to 30 s, idle is the longest wait for the next received byte);
 -- stream (return after the head; read with resp:read() or resp:chunks()); max_redirects
@@ -45,8 +45,8 @@ local engine = require "corio._http_client"
 
 local M = {}
 
--- The JSON rules are the server's (corio.json) when it is built in; until then our own codec.
-local json = require(package.preload["corio.json"] and "corio.json" or "corio.http.json")
+-- The JSON rules are the server's: corio.json.
+local json = require "corio.json"
 M.json = json
 
 local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select

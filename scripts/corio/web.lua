@@ -1,0 +1,679 @@
+-- corio.web: an HTTP/1.1 server in aiohttp.web's shape. The transport, parsing, limits and
+-- response serialisation are C ("corio._http_server"); this module is the policy: the
+-- Application (routing with {name} parts, middleware), Request helpers, Response / json /
+-- HTTPError / StreamResponse, static files, the access log and run_app (signals, workers).
+-- Exports: Application, Response, StreamResponse, json, HTTPError, run_app, status_text.
+local corio = require "corio"
+local C = require "corio._http_server"
+local json = require "corio.json"
+
+local M = {}
+M.json_codec = json
+
+local respond, sendfile, abort_request = C.respond, C.sendfile, C.abort_request
+local stream_start, stream_write, stream_end = C.stream_start, C.stream_write, C.stream_end
+local type, setmetatable, getmetatable, pairs, ipairs, error, tostring, tonumber, select =
+  type, setmetatable, getmetatable, pairs, ipairs, error, tostring, tonumber, select
+local xpcall, traceback = xpcall, debug.traceback
+local find, sub, lower, format, gsub, char, byte = string.find, string.sub, string.lower,
+  string.format, string.gsub, string.char, string.byte
+local concat = table.concat
+local is_cancelled, is_timeout = corio.is_cancelled, corio.is_timeout
+
+local TEXT = "text/plain; charset=utf-8"
+
+-- ---- errors ------------------------------------------------------------------------------
+
+local HTTPError = {__name = "corio.web.HTTPError"}
+HTTPError.__index = HTTPError
+HTTPError.__tostring = function(e)
+  return format("HTTPError %d: %s", e.status, e.message)
+end
+
+local REASONS = {
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
+  [413] = "Content Too Large", [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
+  [429] = "Too Many Requests", [500] = "Internal Server Error", [501] = "Not Implemented",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+function M.status_text(status) return REASONS[status] or "Error" end
+
+-- web.HTTPError(status[, message[, headers]]) -> error object; raise it with error(): the
+-- client gets that status with the message (default: the reason phrase) as text.
+function M.HTTPError(status, message, headers)
+  if type(status) ~= "number" or status < 400 or status > 599 then
+    error(format("HTTPError: status must be 400..599, got %s", tostring(status)), 2)
+  end
+  return setmetatable({status = status, message = message or M.status_text(status),
+                       headers = headers}, HTTPError)
+end
+function M.is_http_error(e) return getmetatable(e) == HTTPError end
+
+-- ---- responses -------------------------------------------------------------------------
+
+local Response = {__name = "corio.web.Response"}
+Response.__index = Response
+
+-- web.Response{status = 200, body = "" | text = "", headers = {name = value | {values}},
+--              content_type = "text/plain; charset=utf-8"}
+function M.Response(t)
+  t = t or {}
+  local r = setmetatable({
+    status = t.status or 200,
+    body = t.body or t.text or "",
+    headers = t.headers or {},
+    content_type = t.content_type,
+  }, Response)
+  if type(r.status) ~= "number" or r.status < 100 or r.status > 999 then
+    error(format("Response: invalid status %s", tostring(r.status)), 2)
+  end
+  if type(r.body) ~= "string" then
+    error(format("Response: body must be a string, got %s", type(r.body)), 2)
+  end
+  if r.content_type == nil and not r.headers["Content-Type"] and not r.headers["content-type"] then
+    r.content_type = TEXT
+  end
+  return r
+end
+function M.is_response(v) return getmetatable(v) == Response end
+
+-- web.json(value[, status[, headers]]) -> Response with an application/json body
+function M.json(value, status, headers)
+  return setmetatable({status = status or 200, body = json.encode(value),
+                       headers = headers or {}, content_type = "application/json"}, Response)
+end
+
+-- Headers as the C side wants them: a flat list {name, value, ...}.
+local function flat_headers(h)
+  if not h or next(h) == nil then return nil end
+  local out, n = {}, 0
+  for k, v in pairs(h) do
+    if type(v) == "table" then
+      for _, one in ipairs(v) do out[n + 1] = k; out[n + 2] = tostring(one); n = n + 2 end
+    else
+      out[n + 1] = k; out[n + 2] = tostring(v); n = n + 2
+    end
+  end
+  return out
+end
+
+-- web.StreamResponse{status=, headers=, content_type=}: resp:prepare(request), then
+-- resp:write(data) any number of times (chunked encoding), and return resp from the handler.
+local StreamResponse = {__name = "corio.web.StreamResponse"}
+StreamResponse.__index = StreamResponse
+function M.StreamResponse(t)
+  t = t or {}
+  return setmetatable({status = t.status or 200, headers = t.headers or {},
+                       content_type = t.content_type or "application/octet-stream"},
+                      StreamResponse)
+end
+
+function StreamResponse:prepare(request)
+  if self._conn then return true end
+  local conn = request._conn
+  local ok, err = stream_start(conn, self.status, self.content_type, flat_headers(self.headers))
+  if not ok then return nil, err end
+  self._conn = conn
+  request._answered = true
+  return true
+end
+
+-- resp:write(data) -> true | nil, msg. Waits while much is queued for a slow client.
+function StreamResponse:write(data)
+  if not self._conn then error("StreamResponse: call prepare(request) before write", 2) end
+  local queued, err = stream_write(self._conn, data)
+  if not queued then return nil, err end
+  while queued > 1024 * 1024 do
+    corio.sleep(0.01)
+    queued, err = stream_write(self._conn, "")
+    if not queued then return nil, err end
+  end
+  return true
+end
+
+-- ---- requests ----------------------------------------------------------------------------
+
+local function unescape(s)
+  if not find(s, "%", 1, true) then return s end
+  return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+local function form_unescape(s)
+  return unescape((gsub(s, "+", " ")))
+end
+
+-- Parse an application/x-www-form-urlencoded string: name -> first value; all values are
+-- kept in the second table (name -> list).
+local function parse_qs(qs)
+  local first, all = {}, {}
+  for pair in qs:gmatch("[^&]+") do
+    local eq = find(pair, "=", 1, true)
+    local k = form_unescape(eq and sub(pair, 1, eq - 1) or pair)
+    local v = eq and form_unescape(sub(pair, eq + 1)) or ""
+    if first[k] == nil then first[k] = v; all[k] = {v}
+    else local l = all[k]; l[#l + 1] = v end
+  end
+  return first, all
+end
+M.parse_qs = parse_qs
+
+-- Headers: case-insensitive lookup (h["Content-Type"], h:get(name), h:get_all(name)) over
+-- the flat list the parser produced; repeated headers are kept.
+local Headers = {__name = "corio.web.Headers"}
+local header_methods = {}
+function header_methods:get(name, default)
+  local list = self._list
+  name = lower(name)
+  for i = 1, #list, 2 do
+    if list[i] == name then return list[i + 1] end
+  end
+  return default
+end
+function header_methods:get_all(name)
+  local list, out = self._list, {}
+  name = lower(name)
+  for i = 1, #list, 2 do
+    if list[i] == name then out[#out + 1] = list[i + 1] end
+  end
+  return out
+end
+-- for name, value in request.headers:items() do ... end (names lowercased, in order)
+function header_methods:items()
+  local list, i = self._list, -1
+  return function()
+    i = i + 2
+    if list[i] then return list[i], list[i + 1] end
+  end
+end
+Headers.__index = function(self, k)
+  local m = header_methods[k]
+  if m then return m end
+  if type(k) == "string" then return header_methods.get(self, k) end
+end
+Headers.__pairs = function(self) return header_methods.items(self) end
+
+local Request = {__name = "corio.web.Request"}
+local request_methods = {}
+local lazy = {}
+
+function lazy.headers(r)
+  return setmetatable({_list = r._hdrs}, Headers)
+end
+function lazy.query(r)
+  local first, all = parse_qs(r.query_string)
+  r._query_all = all
+  return first
+end
+function lazy.raw_path(r)
+  local q = find(r.target, "?", 1, true)
+  return q and sub(r.target, 1, q - 1) or r.target
+end
+function lazy.query_string(r)
+  local q = find(r.target, "?", 1, true)
+  return q and sub(r.target, q + 1) or ""
+end
+function lazy.params() return {} end
+function lazy.content_type(r)
+  local ct = r.headers:get("content-type")
+  return ct and lower(ct:match("^[^;]*"):match("^%s*(.-)%s*$")) or nil
+end
+
+Request.__index = function(r, k)
+  local m = request_methods[k]
+  if m then return m end
+  local f = lazy[k]
+  if f then
+    local v = f(r)
+    rawset(r, k, v)
+    return v
+  end
+end
+
+-- request:body() -> the raw body (already read: limits apply before the handler runs)
+function request_methods:body() return self._body end
+function request_methods:text() return self._body end
+-- request:json() -> decoded body; invalid JSON raises HTTPError 400
+function request_methods:json()
+  local ok, v = pcall(json.decode, self._body)
+  if not ok then error(M.HTTPError(400, "invalid JSON body: " .. tostring(v)), 2) end
+  return v
+end
+-- request:form() -> name -> value for an application/x-www-form-urlencoded body
+function request_methods:form()
+  local ct = self.content_type
+  if ct and ct ~= "application/x-www-form-urlencoded" then
+    error(M.HTTPError(415, "expected an application/x-www-form-urlencoded body"), 2)
+  end
+  return (parse_qs(self._body))
+end
+-- request:query_all(name) -> every value of a repeated query parameter
+function request_methods:query_all(name)
+  local _ = self.query
+  return self._query_all[name] or {}
+end
+
+-- ---- routing -----------------------------------------------------------------------------
+
+local Application = {__name = "corio.web.Application"}
+Application.__index = Application
+
+function M.Application(opts)
+  return setmetatable({
+    _static = {},    -- method -> path -> route (paths without parameters)
+    _dynamic = {},   -- list of routes with parameters
+    _middleware = {},
+    _wrapped = setmetatable({}, {__mode = "k"}),
+    opts = opts or {},
+  }, Application)
+end
+
+-- Compile "/users/{id}" or "/files/{path:.*}" into a Lua pattern and the parameter names.
+-- A part's own pattern is a Lua pattern matched against that part (default: [^/]+).
+local function compile(path)
+  local names, pat, pos = {}, {"^"}, 1
+  while true do
+    local s, e, inner = find(path, "{([^}]*)}", pos)
+    local lit = sub(path, pos, (s or 0) - 1)
+    pat[#pat + 1] = gsub(lit, "[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+    if not s then break end
+    local name, p = inner:match("^([%a_][%w_]*):(.+)$")
+    name = name or inner
+    if not name:match("^[%a_][%w_]*$") then
+      error(format("route: invalid parameter '{%s}' in '%s'", inner, path), 3)
+    end
+    names[#names + 1] = name
+    pat[#pat + 1] = "(" .. (p or "[^/]+") .. ")"
+    pos = e + 1
+  end
+  pat[#pat + 1] = "$"
+  return concat(pat), names
+end
+
+-- app:route(method, path, handler): handler(request) -> string | Response | json(...)
+function Application:route(method, path, handler)
+  if type(method) ~= "string" then error("route: method must be a string", 2) end
+  if type(path) ~= "string" or byte(path, 1) ~= 47 then
+    error(format("route: path must start with '/', got %s", tostring(path)), 2)
+  end
+  if type(handler) ~= "function" and not (type(handler) == "table" and getmetatable(handler)
+      and getmetatable(handler).__call) then
+    error("route: handler must be a function", 2)
+  end
+  method = method:upper()
+  local route = {method = method, path = path, handler = handler}
+  if find(path, "{", 1, true) then
+    route.pattern, route.names = compile(path)
+    self._dynamic[#self._dynamic + 1] = route
+  else
+    local by = self._static[method] or {}
+    self._static[method] = by
+    by[path] = route
+  end
+  return self
+end
+
+for _, m in ipairs {"get", "post", "put", "patch", "delete", "head", "options"} do
+  Application[m] = function(self, path, handler)
+    return Application.route(self, m, path, handler)
+  end
+end
+
+-- app:use(function(request, handler) ... return handler(request) end)
+-- Middleware added first is outermost. The handler it gets always returns a Response.
+function Application:use(mw)
+  if type(mw) ~= "function" then error("use: middleware must be a function", 2) end
+  self._middleware[#self._middleware + 1] = mw
+  self._wrapped = setmetatable({}, {__mode = "k"})
+  return self
+end
+
+local to_response
+
+-- Find the route: returns route, params | nil, allowed methods (405) | nil (404)
+function Application:resolve(method, path)
+  local by = self._static[method]
+  local r = by and by[path]
+  if r then return r end
+  if method == "HEAD" then
+    by = self._static.GET
+    r = by and by[path]
+    if r then return r end
+  end
+  local allowed
+  for _, route in ipairs(self._dynamic) do
+    local caps = {path:match(route.pattern)}
+    if caps[1] then
+      if route.method == method or (method == "HEAD" and route.method == "GET") then
+        local params = {}
+        for i, name in ipairs(route.names) do params[name] = caps[i] end
+        return route, params
+      end
+      allowed = allowed or {}
+      allowed[route.method] = true
+    end
+  end
+  for m, paths in pairs(self._static) do
+    if paths[path] then allowed = allowed or {}; allowed[m] = true end
+  end
+  if allowed then
+    if allowed.GET then allowed.HEAD = true end
+    local list = {}
+    for m in pairs(allowed) do list[#list + 1] = m end
+    table.sort(list)
+    return nil, list
+  end
+  return nil
+end
+
+local function not_found() error(M.HTTPError(404), 0) end
+
+-- The handler of a route with the middleware around it (built once per route).
+function Application:_handler_for(route)
+  local mws = self._middleware
+  if #mws == 0 then return route and route.handler or not_found end
+  local key = route or not_found
+  local h = self._wrapped[key]
+  if h then return h end
+  local inner = route and route.handler or not_found
+  h = function(req) return to_response(inner(req)) end
+  for i = #mws, 1, -1 do
+    local mw, nexth = mws[i], h
+    h = function(req) return to_response(mw(req, nexth)) end
+  end
+  self._wrapped[key] = h
+  return h
+end
+
+-- ---- static files ------------------------------------------------------------------------
+
+local MIME = {
+  html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
+  css = "text/css; charset=utf-8", js = "text/javascript; charset=utf-8",
+  mjs = "text/javascript; charset=utf-8", json = "application/json",
+  txt = "text/plain; charset=utf-8", md = "text/markdown; charset=utf-8",
+  csv = "text/csv; charset=utf-8", xml = "application/xml", svg = "image/svg+xml",
+  png = "image/png", jpg = "image/jpeg", jpeg = "image/jpeg", gif = "image/gif",
+  webp = "image/webp", ico = "image/x-icon", avif = "image/avif", pdf = "application/pdf",
+  wasm = "application/wasm", woff = "font/woff", woff2 = "font/woff2", ttf = "font/ttf",
+  mp4 = "video/mp4", webm = "video/webm", mp3 = "audio/mpeg", ogg = "audio/ogg",
+  zip = "application/zip", gz = "application/gzip", tar = "application/x-tar",
+  lua = "text/plain; charset=utf-8",
+}
+M.mime_types = MIME
+
+local FileResponse = {__name = "corio.web.FileResponse"}
+
+local function http_date(t) return os.date("!%a, %d %b %Y %H:%M:%S GMT", t) end
+
+local MONTHS = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
+                Sep = 9, Oct = 10, Nov = 11, Dec = 12}
+
+-- Seconds since the epoch of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), or nil.
+local function parse_http_date(s)
+  local d, mon, y, h, mi, sec =
+    s:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  local m = MONTHS[mon or ""]
+  if not m then return nil end
+  y, m, d = tonumber(y), m, tonumber(d)
+  -- days from the civil date (proleptic Gregorian), independent of the local time zone
+  if m <= 2 then y = y - 1 end
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+M._parse_http_date = parse_http_date
+
+-- app:static(prefix, directory): serve the files under directory at prefix/...
+-- Nothing outside the directory can be reached: "..", encoded dots, NUL bytes and symlinks
+-- that lead out are all refused with 404 / 403.
+function Application:static(prefix, directory, opts)
+  if type(prefix) ~= "string" or byte(prefix, 1) ~= 47 then
+    error("static: prefix must start with '/'", 2)
+  end
+  local root, err = C.realpath(directory)
+  if not root then error("static: " .. err, 2) end
+  local show_index = opts and opts.index or "index.html"
+  prefix = prefix:gsub("/+$", "")
+  local function handler(req)
+    local rel = req.params.path
+    if find(rel, "%z") or find(rel, "\\", 1, true) then error(M.HTTPError(400), 0) end
+    for seg in rel:gmatch("[^/]+") do
+      if seg == ".." or seg == "." then error(M.HTTPError(403), 0) end
+    end
+    local full, rerr = C.realpath(root .. "/" .. rel)
+    if not full then error(M.HTTPError(rerr and rerr:find("permission") and 403 or 404), 0) end
+    if full ~= root and sub(full, 1, #root + 1) ~= root .. "/" then
+      error(M.HTTPError(403), 0)  -- a symlink out of the directory
+    end
+    local size, mtime, regular = C.stat(full)
+    if size and not regular and show_index then
+      full = full .. "/" .. show_index
+      size, mtime, regular = C.stat(full)
+    end
+    if not size or not regular then error(M.HTTPError(404), 0) end
+    local ext = full:match("%.([%w]+)$")
+    local lm = http_date(mtime)
+    local ims = req.headers:get("if-modified-since")
+    if ims then
+      local t = parse_http_date(ims)
+      if t and mtime <= t then
+        return setmetatable({status = 304, headers = {["Last-Modified"] = lm}}, FileResponse)
+      end
+    end
+    return setmetatable({status = 200, path = full,
+                         content_type = MIME[ext and lower(ext) or ""]
+                           or "application/octet-stream",
+                         headers = {["Last-Modified"] = lm}}, FileResponse)
+  end
+  self:route("GET", prefix .. "/{path:.*}", handler)
+  return self
+end
+
+-- ---- the dispatcher: one task per request ----------------------------------------------
+
+to_response = function(v)
+  local mt = getmetatable(v)
+  if mt == Response or mt == StreamResponse or mt == FileResponse then return v end
+  if type(v) == "string" then
+    return setmetatable({status = 200, body = v, headers = {}, content_type = TEXT}, Response)
+  end
+  error(format("handler returned %s: expected a string, web.Response or web.json(...)",
+               v == nil and "nothing" or type(v)), 0)
+end
+M.to_response = to_response
+
+local function send(req, v)
+  local conn = req._conn
+  if type(v) == "string" then
+    respond(conn, 200, v, TEXT)
+    return 200, #v
+  end
+  local mt = getmetatable(v)
+  if mt == Response then
+    respond(conn, v.status, v.body, v.content_type, flat_headers(v.headers))
+    return v.status, #v.body
+  elseif mt == StreamResponse then
+    if not v._conn then v:prepare(req) end
+    stream_end(conn)
+    return v.status, 0
+  elseif mt == FileResponse then
+    if v.status == 304 then
+      respond(conn, 304, "", nil, flat_headers(v.headers))
+      return 304, 0
+    end
+    local ok, err = sendfile(conn, v.status, v.content_type, flat_headers(v.headers), v.path)
+    if not ok then error(err, 0) end
+    return v.status, 0
+  end
+  error(to_response(v), 0)  -- raises the "handler returned ..." message
+end
+
+local function log_error(opts, req, e)
+  local log = opts.error_log
+  local msg = format("corio.web: error handling %s %s: %s", req.method, req.target,
+                     tostring(e))
+  if log then log(msg) else io.stderr:write(msg, "\n") end
+end
+
+local function send_error(req, status, message, headers)
+  local body = (message or M.status_text(status)) .. "\n"
+  respond(req._conn, status, body, TEXT, flat_headers(headers))
+  return status, #body
+end
+
+local function access_log(opts, req, status, size)
+  local fmt_date = os.date("!%d/%b/%Y:%H:%M:%S +0000")
+  local line = format('%s - - [%s] "%s %s HTTP/1.%d" %d %d', req.remote, fmt_date, req.method,
+                      req.target, req.http11 and 1 or 0, status, size or 0)
+  local out = opts.access_log
+  if type(out) == "function" then out(line) else io.stdout:write(line, "\n") end
+end
+
+-- Called by the C side in a new task for every request.
+-- opts: this server's options (those given to listen, then the Application's)
+local function make_dispatcher(app, opts)
+  local request_timeout = opts.request_timeout
+  local log_access = opts.access_log
+  local static = app._static
+  local function run(req)
+    local route, params = app:resolve(req.method, req.path)
+    if route then
+      req.params = params or {}
+      return app:_handler_for(route)(req)
+    end
+    if params then  -- 405
+      error(M.HTTPError(405, nil, {Allow = concat(params, ", ")}), 0)
+    end
+    return app:_handler_for(nil)(req)
+  end
+  local function handle(req)
+    if request_timeout then return corio.timeout(request_timeout, run, req) end
+    return run(req)
+  end
+  -- Requests of this app: Request's lookups plus request.app.
+  local AppRequest = {__name = "corio.web.Request"}
+  local request_index = Request.__index
+  AppRequest.__index = function(r, k)
+    if k == "app" then return app end
+    return request_index(r, k)
+  end
+  return function(conn, method, target, hdrs, body, http11, remote)
+    -- The common case (no query, no escape) costs one find; raw_path, query_string, headers,
+    -- query and params are computed when first read.
+    local path = target
+    if find(target, "[?%%]") then
+      local q = find(target, "?", 1, true)
+      path = unescape(q and sub(target, 1, q - 1) or target)
+    end
+    local req = setmetatable({_conn = conn, method = method, target = target, path = path,
+                              _hdrs = hdrs, _body = body, http11 = http11, remote = remote},
+                             AppRequest)
+    -- Fast path: an exact route, no middleware, no timeout, a string result.
+    local status, size
+    local by = not request_timeout and #app._middleware == 0 and static[method]
+    local route = by and by[req.path]
+    local ok, res
+    if route then
+      ok, res = xpcall(route.handler, traceback, req)
+    else
+      ok, res = xpcall(handle, traceback, req)
+    end
+    if ok then
+      if type(res) == "string" then  -- cannot fail: no pcall needed
+        respond(conn, 200, res, TEXT)
+        status, size = 200, #res
+      else
+        ok, status, size = pcall(send, req, res)
+        if not ok then res = status end
+      end
+    end
+    if not ok then
+      local e = res
+      if is_cancelled(e) then
+        abort_request(conn)
+        error(e, 0)
+      elseif req._answered then
+        -- a stream already under way: no other status can be sent, the connection is cut
+        if getmetatable(e) ~= HTTPError then log_error(opts, req, e) end
+        abort_request(conn)
+        status = getmetatable(e) == HTTPError and e.status or 500
+      elseif getmetatable(e) == HTTPError then
+        status, size = send_error(req, e.status, e.message, e.headers)
+      elseif is_timeout(e) then
+        status, size = send_error(req, 504)
+      else
+        log_error(opts, req, e)
+        status, size = send_error(req, 500)
+      end
+    end
+    if log_access then access_log(opts, req, status, size) end
+  end
+end
+
+-- ---- serving -----------------------------------------------------------------------------
+
+local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_connections",
+                    "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "backlog",
+                    "reuseport"}
+
+-- app:listen{host = "127.0.0.1", port = 8080, ...limits} -> server
+-- server.port, server:close() (stop accepting; idle connections close), server:abort(),
+-- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort.
+local Server = {__name = "corio.web.Server"}
+Server.__index = Server
+
+function Application:listen(opts)
+  local o = {}
+  for k, v in pairs(self.opts) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end  -- listen's options win over the app's
+  local args = {host = o.host or "127.0.0.1", port = o.port or 8080}
+  for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  local serve_one = make_dispatcher(self, o)
+  local next_request = C.next_request
+  -- A handler task serves a request, then waits for the next one (a pool of tasks).
+  args.dispatch = function(h, ...)
+    serve_one(...)
+    while true do
+      local conn, method, target, hdrs, body, http11, remote = next_request(h)
+      if not conn then return end
+      serve_one(conn, method, target, hdrs, body, http11, remote)
+    end
+  end
+  local h, err, code = C.listen(args)
+  if not h then return nil, err, code end
+  return setmetatable({_h = h, port = h:port(), host = args.host}, Server)
+end
+
+function Server:close() self._h:close() end
+function Server:abort() self._h:abort() end
+-- server:connections() -> open, busy
+function Server:connections() return self._h:connections() end
+
+function Server:shutdown(grace)
+  grace = grace or 10
+  self._h:close()
+  local deadline = corio.now() + grace
+  while corio.now() < deadline do
+    local n = self._h:connections()
+    if n == 0 then return true end
+    corio.sleep(0.02)
+  end
+  self._h:abort()
+  corio.sleep(0)
+  return false
+end
+
+-- web.run_app(app, {host=, port=, workers=, grace=, print=}) serves until SIGINT/SIGTERM,
+-- then shuts down gracefully. See corio.web.run for the worker processes.
+function M.run_app(app, opts)
+  return require("corio.web_run").run_app(app, opts or {})
+end
+
+M.Request = Request
+M._Server = Server
+return M
