@@ -40,7 +40,7 @@ describe("corio.http JSON", function()
       local ok, e = pcall(json.decode, bad)
       assert.is_false(ok, bad)
       assert.matches("^json: ", e)
-      assert.is_truthy(e:find("at byte %d") or e:find("at the end of the input"), e)
+      assert.is_truthy(e:find("at position %d") or e:find("at the end of the input"), e)
     end
     assert.has_error(function() json.decode(("["):rep(2000)) end)
   end)
