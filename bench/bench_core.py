@@ -2,7 +2,11 @@
 """Core benchmarks, side by side in one run: corio, bare Lua coroutines, CPython asyncio
 (Debian's /usr/bin/python3) and Node. Prints medians of --runs runs and the ratios.
 
-usage: bench/bench_core.py [--runs N] [--corio build/corio]
+usage: bench/bench_core.py [--runs N] [--corio build/corio] [--blocked]
+
+By default the contenders' runs are interleaved. On these VMs the first process to touch
+memory that another process has just freed pays for it again (host-side faults): every
+contender pays it in interleaved runs. --blocked runs each contender's runs back to back.
 """
 import argparse, os, re, statistics, subprocess, time
 
@@ -31,25 +35,33 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--corio", default=os.path.join(HERE, "..", "build", "corio"))
+    ap.add_argument("--blocked", action="store_true")
     a = ap.parse_args()
     corio, py = a.corio, "/usr/bin/python3"
     res = {k: [] for k in ["corio_sg", "floor_sg", "py_sg", "corio_sl", "py_sl", "node_sl",
                            "corio_rss", "py_rss", "node_rss"]}
-    for _ in range(a.runs):  # interleaved, so that load changes hit every contender alike
-        res["corio_sg"].append(seconds(run([corio, f"{HERE}/spawn_gather.lua"])))
-        res["floor_sg"].append(seconds(run(["lua5.4", f"{HERE}/spawn_gather_floor.lua"])))
-        res["py_sg"].append(seconds(run([py, f"{HERE}/spawn_gather.py"])))
-        o = run([corio, f"{HERE}/sleep_many.lua"])
-        res["corio_sl"].append(seconds(o)); res["corio_rss"].append(rss_mib(o))
-        o = run([py, f"{HERE}/sleep_many.py"])
-        res["py_sl"].append(seconds(o)); res["py_rss"].append(rss_mib(o))
-        o = run(["node", f"{HERE}/sleep_many.js"])
-        res["node_sl"].append(seconds(o)); res["node_rss"].append(rss_mib(o))
+    jobs = [
+        ("corio_sg", [corio, f"{HERE}/spawn_gather.lua"], None),
+        ("floor_sg", ["lua5.4", f"{HERE}/spawn_gather_floor.lua"], None),
+        ("py_sg", [py, f"{HERE}/spawn_gather.py"], None),
+        ("corio_sl", [corio, f"{HERE}/sleep_many.lua"], "corio_rss"),
+        ("py_sl", [py, f"{HERE}/sleep_many.py"], "py_rss"),
+        ("node_sl", ["node", f"{HERE}/sleep_many.js"], "node_rss"),
+    ]
+    if a.blocked:
+        order = [j for j in jobs for _ in range(a.runs)]
+    else:  # interleaved, so that load changes hit every contender alike
+        order = [j for _ in range(a.runs) for j in jobs]
+    for key, cmd, rss_key in order:
+        o = run(cmd)
+        res[key].append(seconds(o))
+        if rss_key:
+            res[rss_key].append(rss_mib(o))
     m = {k: statistics.median(v) for k, v in res.items()}
     st_corio = startup([corio, "-e", ""])
     st_lua = startup(["lua5.4", "-e", ""])
     st_py = startup([py, "-c", "import asyncio"], 50)
-    print(f"medians of {a.runs} interleaved runs")
+    print(f"medians of {a.runs} {'back-to-back' if a.blocked else 'interleaved'} runs")
     print("| workload | corio | peer | ratio |")
     print("|---|---|---|---|")
     print(f"| 100k tasks spawn+sleep(0)+gather (CPU s) | {m['corio_sg']:.3f} | asyncio {m['py_sg']:.3f} | {m['py_sg']/m['corio_sg']:.1f}x faster |")
