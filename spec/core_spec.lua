@@ -316,23 +316,6 @@ describe("gather", function()
     assert.is_true(children[2]:cancelled())
   end)
 
-  it("limits concurrency when asked", function()
-    local running, peak = 0, 0
-    local fs = {}
-    for i = 1, 20 do
-      fs[i] = function()
-        running = running + 1
-        peak = math.max(peak, running)
-        corio.sleep(0.001)
-        running = running - 1
-        return i
-      end
-    end
-    local r = corio.gather(fs, {concurrency = 3})
-    assert.equal(3, peak)
-    for i = 1, 20 do assert.equal(i, r[i]) end
-  end)
-
   it("rejects what is not awaitable", function()
     assert.error_matches(function() corio.gather(1, 2) end, "expected a task or a function")
   end)
