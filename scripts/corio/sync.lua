@@ -286,16 +286,18 @@ function M.Barrier(parties)
                        _waiters = new_waiters()}, Barrier)
 end
 
--- barrier:wait() -> index (0 .. parties-1, in arrival order; the last arrival gets
--- parties-1) [suspends]. Raises BrokenBarrier if the barrier is (or becomes) broken. A waiter
--- cancelled before the barrier filled leaves it as if it had never arrived.
+-- barrier:wait() -> index (0 .. parties-1, in arrival order among the parties released
+-- together; the last arrival gets parties-1) [suspends]. Raises BrokenBarrier if the barrier
+-- is (or becomes) broken. A waiter cancelled before the barrier filled leaves it as if it had
+-- never arrived, so indices are given when the barrier fills, not on arrival.
 function Barrier:wait()
   if self._broken then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
-  local index = self._count
-  self._count = index + 1
-  if index + 1 == self.parties then
+  local arrived = self._count + 1
+  self._count = arrived
+  if arrived == self.parties then
     self._count = 0
-    self._waiters:wake_all(true)
+    local index = 0
+    while self._waiters:wake(index) do index = index + 1 end
     return index
   end
   local f = self._waiters:add()
@@ -308,7 +310,7 @@ function Barrier:wait()
     error(why, 0)
   end
   if not why then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
-  return index
+  return why
 end
 
 -- barrier:abort(): breaks the barrier; waiting and future calls raise BrokenBarrier.
