@@ -124,6 +124,18 @@ corio.spawn(worker)
     assert.equal(1, count)
   end)
 
+  it("survives an error object whose __tostring fails, reported at once or at exit", function()
+    for _, eager in ipairs({"false", "true"}) do
+      local out, err, code = support.run_corio(([[-e 'local c = require "corio"
+        c._set_eager_report(%s)
+        c.spawn(function() error(setmetatable({}, {__tostring = function() error("bad tostring") end})) end)
+        c.sleep(0.01) print("alive")']]):format(eager))
+      assert.equal("alive\n", out)
+      assert.equal(1, code)
+      assert.matches("could not be turned into a message: .*bad tostring", err)
+    end
+  end)
+
   it("does not report an error that was retrieved, nor a cancellation", function()
     local out, err, code = support.run_corio([[-e 'local c = require "corio"
       local t = c.spawn(error, "x") pcall(t.await, t)
