@@ -107,17 +107,34 @@ int corio__run_until_idle(corio_runtime *rt) {
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
+static int call_tostring(lua_State *L) {
+  luaL_callmeta(L, 1, "__tostring");
+  return 1;
+}
+
+/* Push a message for the error object at idx. Its __tostring is user code: it runs in
+ * protected mode, since callers format errors where nothing else would catch a new one. */
 int corio__push_errmsg(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    lua_pushvalue(L, idx);
-  } else if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
-    /* the metamethod's result is on the stack */
-  } else {
-    if (lua_gettop(L) > idx && !lua_isstring(L, -1)) lua_pop(L, 1);
-    if (lua_type(L, idx) == LUA_TNUMBER) lua_pushstring(L, lua_tostring(L, idx));
-    else lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: lua_pushvalue(L, idx); return 1;
+    case LUA_TNUMBER: lua_pushstring(L, lua_tostring(L, idx)); return 1;
+    default: break;
   }
+  if (luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL) {
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, call_tostring);
+  lua_pushvalue(L, idx);
+  int st = lua_pcall(L, 1, 1, 0);
+  if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return 1;
+  const char *why = st != LUA_OK && lua_type(L, -1) == LUA_TSTRING
+                        ? lua_tostring(L, -1) : "it did not return a string";
+  lua_pushfstring(L, "(a %s error object whose __tostring failed: %s)", luaL_typename(L, idx),
+                  why);
+  lua_remove(L, -2);
   return 1;
 }
 

@@ -132,7 +132,7 @@ corio.spawn(worker)
         c.sleep(0.01) print("alive")']]):format(eager))
       assert.equal("alive\n", out)
       assert.equal(1, code)
-      assert.matches("could not be turned into a message: .*bad tostring", err)
+      assert.matches("__tostring failed: .*bad tostring", err)
     end
   end)
 
