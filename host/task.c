@@ -952,7 +952,10 @@ static void join_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
   j->needed--;
   if (done->outcome != CORIO_OK && j->stop_on_error && !j->failed) j->failed = node->index;
   if (!j->woke && (j->needed <= 0 || j->failed)) {
+    /* Done: leave every other task's listener list now. The continuation may never run
+     * (the owner can be cancelled before its turn), and then nothing else would. */
     j->woke = 1;
+    join_detach(j);
     corio__wake(rt, j->owner);
   }
 }
