@@ -143,6 +143,7 @@ static void store_results(lua_State *L, int tidx, lua_State *from, int n) {
 }
 
 static void queue_callbacks(lua_State *L, int tidx) {
+  int top = lua_gettop(L);
   if (push_extras(L, tidx, 0) == LUA_TTABLE && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
     corio_runtime *rt = corio__rt(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &SOON);
@@ -162,7 +163,7 @@ static void queue_callbacks(lua_State *L, int tidx) {
     lua_setfield(L, -3, "callbacks");
     corio__kick(rt);
   }
-  lua_pop(L, 2);
+  lua_settop(L, top);
 }
 
 /* The task at tidx (a corio.Task on L) is done; its outcome value(s) were stored. */
