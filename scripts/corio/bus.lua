@@ -13,9 +13,9 @@
 -- served with the queues' reservation scheme (see queue.lua): FIFO and cancellation-safe.
 local W = require "corio.waiters"
 
-local new_waiters, woken = W.new, W.woken
+local new_waiters = W.new
 local QueueFull, QueueEmpty = W.QueueFull, W.QueueEmpty
-local pcall, error, type, setmetatable, tostring = pcall, error, type, setmetatable, tostring
+local error, type, setmetatable, tostring = error, type, setmetatable, tostring
 local find, gmatch = string.find, string.gmatch
 
 local M = {}
@@ -109,6 +109,27 @@ local function take(s)
   return topic, msg
 end
 
+-- A publisher cancelled after a slot was promised to it: pass it to the next one.
+local function pass_slot(s)
+  s._slots = s._slots - 1
+  if s._putters.n > 0 then
+    s._slots = s._slots + 1
+    s._putters:wake(true)
+  end
+end
+
+-- A subscriber cancelled after a message was promised to it: the message stays buffered for
+-- the next getter.
+local function pass_item(s)
+  if s._reserved > 0 then
+    s._reserved = s._reserved - 1
+    if s._getters.n > 0 then
+      s._reserved = s._reserved + 1
+      s._getters:wake(true)
+    end
+  end
+end
+
 -- Deliver one message; returns true if it was buffered (suspends under "block" when full).
 local function deliver(s, topic, msg)
   if s._ended then return false end
@@ -125,23 +146,7 @@ local function deliver(s, topic, msg)
   elseif policy == "error" then
     return nil
   end
-  local putters = s._putters
-  local f = putters:add()
-  local ok, why = pcall(f.await, f)
-  if not ok then
-    if woken(f) then
-      if f:result() then
-        s._slots = s._slots - 1
-        if s._putters.n > 0 then
-          s._slots = s._slots + 1
-          s._putters:wake(true)
-        end
-      end
-    else
-      putters:give_up(f)
-    end
-    error(why, 0)
-  end
+  local why = s._putters:wait(pass_slot, s)
   if not why then return false end  -- the subscription ended meanwhile
   s._slots = s._slots - 1
   if s._ended then return false end
@@ -171,23 +176,7 @@ function Subscription:get()
     return topic, msg
   end
   if self._ended then return nil end
-  local getters = self._getters
-  local f = getters:add()
-  local ok, why = pcall(f.await, f)
-  if not ok then
-    if woken(f) then
-      if f:result() and self._reserved > 0 then
-        self._reserved = self._reserved - 1
-        if getters.n > 0 then
-          self._reserved = self._reserved + 1
-          getters:wake(true)
-        end
-      end
-    else
-      getters:give_up(f)
-    end
-    error(why, 0)
-  end
+  local why = self._getters:wait(pass_item, self)
   if not why or self._n == 0 then return nil end
   self._reserved = self._reserved - 1
   return take(self)

@@ -21,7 +21,7 @@
 -- with one upvalue test on the hot path.
 local W = require "corio.waiters"
 
-local new_waiters, woken = W.new, W.woken
+local new_waiters = W.new
 local QueueFull, QueueEmpty, QueueShutDown = W.QueueFull, W.QueueEmpty, W.QueueShutDown
 local pcall, error, type, setmetatable, tostring = pcall, error, type, setmetatable, tostring
 local math_type, HUGE = math.type, math.huge
@@ -196,21 +196,26 @@ local function new_queue(kind, maxsize, less, what)
     end
   end
 
-  local function wait_put(v)
-    local f = putters:add()
-    local ok, why = pcall(f.await, f)
-    if not ok then
-      if woken(f) then
-        if f:result() then
-          -- a slot was promised to us: pass it to the next putter, or free it
-          slots = slots - 1
-          if not is_shut then removed() end
-        end
-      else
-        putters:give_up(f)
+  -- A putter cancelled after a slot was promised to it: pass it to the next one, or free it.
+  local function pass_slot()
+    slots = slots - 1
+    if not is_shut then removed() end
+  end
+
+  -- A getter cancelled after an item was promised to it: the item stays in the queue for the
+  -- next getter.
+  local function pass_item()
+    if reserved > 0 then
+      reserved = reserved - 1
+      if getters.n > 0 then
+        reserved = reserved + 1
+        getters:wake(true)
       end
-      error(why, 0)
     end
+  end
+
+  local function wait_put(v)
+    local why = putters:wait(pass_slot)
     if why then slots = slots - 1 end
     if is_shut then error(shut_down("put"), 2) end
     push(v)
@@ -219,23 +224,7 @@ local function new_queue(kind, maxsize, less, what)
 
   local function wait_get()
     if is_shut then error(shut_down("get"), 2) end
-    local f = getters:add()
-    local ok, why = pcall(f.await, f)
-    if not ok then
-      if woken(f) then
-        if f:result() and reserved > 0 then
-          -- an item was promised to us: it stays in the queue for the next getter
-          reserved = reserved - 1
-          if getters.n > 0 then
-            reserved = reserved + 1
-            getters:wake(true)
-          end
-        end
-      else
-        getters:give_up(f)
-      end
-      error(why, 0)
-    end
+    local why = getters:wait(pass_item)
     if not why or n == 0 then
       -- woken by shutdown (an immediate one also drops the promised items)
       error(shut_down("get"), 2)
@@ -349,12 +338,7 @@ local function new_queue(kind, maxsize, less, what)
   -- q:join() [suspends until every item put has been marked done with task_done]
   function q.join()
     if unfinished == 0 then return end
-    local f = joiners:add()
-    local ok, why = pcall(f.await, f)
-    if not ok then
-      if not woken(f) then joiners:give_up(f) end
-      error(why, 0)
-    end
+    joiners:wait()
   end
 
   -- q:shutdown([immediate]): put/put_nowait raise QueueShutDown from now on; waiting putters

@@ -16,23 +16,6 @@ local is_cancelled = core.is_cancelled
 
 local M = {}
 
--- Wait on a fresh waiter of `waiters`. Returns the waker's value; on error (cancellation,
--- deadlock at top level) calls on_handoff(self) if the waiter had already been woken with a
--- true value, or gives its place up otherwise, then re-raises.
-local function wait_in(self, waiters, on_handoff)
-  local f = waiters:add()
-  local ok, why = pcall(f.await, f)
-  if not ok then
-    if woken(f) then
-      if on_handoff and f:result() then on_handoff(self) end
-    else
-      waiters:give_up(f)
-    end
-    error(why, 0)
-  end
-  return why
-end
-
 -- The scoped form shared by Lock and Semaphore: a to-be-closed guard and :with(fn, ...).
 local function scoped(C)
   local Guard = {__name = C.__name .. "Guard"}
@@ -86,7 +69,7 @@ function Event:is_set() return self._set end
 -- ev:wait() -> true [suspends until the event is set]
 function Event:wait()
   if self._set then return true end
-  wait_in(self, self._waiters)
+  self._waiters:wait()
   return true
 end
 
@@ -111,7 +94,7 @@ function Lock:acquire()
     self._locked = true
     return true
   end
-  wait_in(self, self._waiters, Lock.release)
+  self._waiters:wait(Lock.release, self)
   return true  -- release handed the lock over: it stayed locked
 end
 
@@ -154,7 +137,7 @@ function Semaphore:acquire()
     self._value = self._value - 1
     return true
   end
-  wait_in(self, self._waiters, self.release)
+  self._waiters:wait(self.release, self)
   return true  -- a unit was handed over by release
 end
 

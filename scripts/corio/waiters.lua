@@ -79,12 +79,29 @@ function Waiters:give_up(f)
   end
 end
 
--- The outcome of a wait: the value the waker gave, or nil if the waiter was not woken
--- (then it has given up its place). `ok, err` are pcall's results around f:await().
 -- woken(f) tells apart "woken, then cancelled before it ran" (the waker's hand-off must be
 -- passed on) from "cancelled while waiting".
 function W.woken(f)
   return f:done() and not f:cancelled()
+end
+local woken = W.woken
+
+-- w:wait([on_handoff, arg]) -> the value the waker gave [suspends]. If the wait ends in an
+-- error (cancellation, a timeout, a deadlock at top level), a waiter that had already been
+-- woken with a true value calls on_handoff(arg) to pass on what it was promised (an item, a
+-- slot, the lock); one not woken yet gives its place up. Then the error is re-raised.
+function Waiters:wait(on_handoff, arg)
+  local f = self:add()
+  local ok, why = pcall(f.await, f)
+  if not ok then
+    if woken(f) then
+      if on_handoff and f:result() then on_handoff(arg) end
+    else
+      self:give_up(f)
+    end
+    error(why, 0)
+  end
+  return why
 end
 
 -- ---- error classes -----------------------------------------------------------------------
