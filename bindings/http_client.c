@@ -18,7 +18,6 @@
 #define MULTI "corio.http.Multi"
 #define XFER "corio.http.Transfer"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 /* ---- libcurl, loaded at run time ------------------------------------------------------- */
 

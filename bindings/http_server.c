@@ -27,7 +27,6 @@
 #define PENDING_MAX (64 * 1024)    /* pipelined bytes buffered before reading pauses */
 #define LINGER_SECONDS 2.0
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 typedef struct server server;
 typedef struct conn conn;

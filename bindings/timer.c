@@ -119,7 +119,6 @@ void corio__timer_close(corio_runtime *rt) {
 
 /* ---- sleep ---------------------------------------------------------------------------- */
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 static void sleep_fire(corio_runtime *rt, corio_timer *t) {
   corio__wake(rt, container_of(t, corio_task, timer));

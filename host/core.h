@@ -6,6 +6,7 @@
 #ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE
 #endif
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -13,6 +14,9 @@
 #include <lua.h>
 
 #include "corio.h"
+
+/* The record that embeds member m (a libuv handle, a listener, a timer) at address p. */
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 typedef struct corio_task corio_task;
 typedef struct corio_timer corio_timer;
@@ -119,7 +123,6 @@ struct corio_runtime {
   uv_loop_t own_loop;
   int owns_loop;
   int in_loop;              /* >0 while corio code runs inside uv_run: cannot block here */
-  int stopping;
   corio_task *ready_head, *ready_tail;
   int ready_prio;           /* tasks in the ready queue whose priority is not 0 */
   corio_task *current;      /* the task whose code is running; &main_task at top level */
@@ -138,7 +141,6 @@ struct corio_runtime {
   int soon_pending;         /* done-callbacks queued in the soon table */
   int debug;                /* capture full spawn tracebacks */
   int eager_report;         /* report a failed task with no listener at once (the REPL) */
-  int main_cancel_ref;      /* cancel message for top-level code (anchor), or LUA_NOREF */
   void *tag;                /* what a scheduler yield carries (see coro.c) */
   struct corio_nest *nest;  /* coroutine.resume frames currently active (innermost first) */
   corio_error_handler on_error;
@@ -200,8 +202,6 @@ int corio__await(lua_State *L, const corio_wait *wait, void *data, lua_KFunction
 corio_task *corio__check_suspend(lua_State *L, const char *op);
 
 /* Finish a future from C. Values: `n` on top of L's stack (moved). */
-void corio__future_finish(lua_State *L, int fidx, int outcome, int n);
-
 /* Suspend the current task until the other ready tasks had their turn (sleep(0)). */
 int corio__yield_now(lua_State *L, lua_KFunction k, lua_KContext ctx);
 

@@ -362,7 +362,6 @@ int corio__embed_init(corio__block *b, uv_loop_t *loop) {
   rt->main_task.state = CORIO_RUNNING;
   rt->main_task.anchor = LUA_NOREF;
   rt->main_task.timer.index = -1;
-  rt->main_cancel_ref = LUA_NOREF;
   rt->current = &rt->main_task;
   corio__handles_init(rt);
   return 0;

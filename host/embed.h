@@ -5,7 +5,6 @@
 
 #include "core.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 /* What the embedding API adds to a runtime. It shares one allocation with the runtime record
  * (corio__block) so that the handles embedded in either stay valid until their close

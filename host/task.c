@@ -15,7 +15,6 @@ static char CANCELLED_MT;
 static char TIMEOUT_MT;
 static char SOON;       /* array of {fn, task} done callbacks to run */
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 /* ---- listeners --------------------------------------------------------------------------- */
 
@@ -195,13 +194,6 @@ static void finished(lua_State *L, int tidx, corio_task *t, int outcome) {
   if (outcome == CORIO_ERROR && !had_listeners && rt->eager_report) corio__report(rt, L, tidx);
 }
 
-void corio__future_finish(lua_State *L, int fidx, int outcome, int n) {
-  corio_task *f = lua_touserdata(L, fidx);
-  fidx = lua_absindex(L, fidx);
-  store_results(L, fidx, L, n);
-  finished(L, fidx, f, outcome);
-}
-
 /* ---- the Cancelled and Timeout error objects ----------------------------------------------- */
 
 static int is_instance(lua_State *L, int idx, const void *key) {
@@ -233,13 +225,9 @@ static void push_cancel_error(lua_State *L, int tidx) {
 }
 
 int corio__raise_cancelled(lua_State *L, corio_task *t) {
-  corio_runtime *rt = corio__rt(L);
   if (t->anchor != LUA_NOREF) {
     corio__push_anchor(L, t->anchor);
     push_cancel_error(L, -1);
-  } else if (t == &rt->main_task && rt->main_cancel_ref != LUA_NOREF) {
-    corio__push_anchor(L, rt->main_cancel_ref);
-    push_cancelled(L, lua_isnil(L, -1) ? 0 : -1);
   } else {
     push_cancelled(L, 0);
   }
@@ -1176,11 +1164,6 @@ static int l_new_timeout(lua_State *L) {
   return 1;
 }
 
-static int l_new_cancelled(lua_State *L) {
-  push_cancelled(L, lua_isnoneornil(L, 1) ? 0 : 1);
-  return 1;
-}
-
 /* corio._cancel_all([after_id]) -> n: cancel every live task (with an id above after_id) */
 static int l_cancel_all(lua_State *L) {
   lua_Integer after = luaL_optinteger(L, 1, 0);
@@ -1266,7 +1249,6 @@ static const luaL_Reg core_funcs[] = {
   {"is_cancelled", l_is_cancelled},
   {"is_timeout", l_is_timeout},
   {"_new_timeout", l_new_timeout},
-  {"_new_cancelled", l_new_cancelled},
   {"_wait", l_wait},
   {"_collect", l_collect},
   {"_cancel_all", l_cancel_all},
