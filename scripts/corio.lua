@@ -205,8 +205,7 @@ end
 -- (and waited for) and corio.Timeout is raised.
 function M.wait_for(aw, seconds)
   if is_task(aw) then
-    if aw:done() then return aw:await() end
-    if seconds == nil then return aw:await() end
+    if seconds == nil or aw:done() then return aw:await() end
     local r = pack(pcall(M.timeout, seconds, aw.await, aw))
     if not r[1] then
       if is_timeout(r[2]) and not aw:done() then

@@ -45,23 +45,24 @@ function S.assert_clean()
   assert(st.handles == 0, ("%d libuv handles left"):format(st.handles))
 end
 
--- Run `lua_code` in a separate corio process: returns stdout, stderr, exit code.
-function S.run_corio(args, stdin)
-  local corio_bin = os.getenv("CORIO") or "build/corio"
+-- Run a shell command with `stdin` (a string; default: nothing) as its input: returns its
+-- stdout, stderr and exit code.
+function S.run(cmd, stdin)
   local out, err = os.tmpname(), os.tmpname()
-  local inp
-  local cmd = corio_bin .. " " .. args .. " >" .. out .. " 2>" .. err
+  local inp = "/dev/null"
   if stdin then
     inp = os.tmpname()
     local f = assert(io.open(inp, "w")); f:write(stdin); f:close()
-    cmd = cmd .. " <" .. inp
-  else
-    cmd = cmd .. " </dev/null"
   end
-  local _, _, code = os.execute(cmd)
+  local _, _, code = os.execute(("%s >%s 2>%s <%s"):format(cmd, out, err, inp))
   local function slurp(p) local f = io.open(p); local s = f:read("a"); f:close(); os.remove(p); return s end
-  if inp then os.remove(inp) end
+  if stdin then os.remove(inp) end
   return slurp(out), slurp(err), code
+end
+
+-- Run the built corio (or $CORIO) with `args` in a separate process: stdout, stderr, code.
+function S.run_corio(args, stdin)
+  return S.run((os.getenv("CORIO") or "build/corio") .. " " .. args, stdin)
 end
 
 -- Write a temporary Lua script and return its path.
