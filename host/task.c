@@ -885,27 +885,12 @@ static void push_report(lua_State *L, int idx, corio_task *t) {
   lua_concat(L, pieces);
 }
 
-/* (task) -> report string: push_report in protected mode, because the error object's
- * __tostring is user code and the scheduler's caller is not protected. */
-static int report_protected(lua_State *L) {
-  push_report(L, 1, lua_touserdata(L, 1));
-  return 1;
-}
-
 void corio__report(corio_runtime *rt, lua_State *L, int idx) {
   corio_task *t = lua_touserdata(L, idx);
   if (t->flags & (CORIO_F_REPORTED | CORIO_F_RETRIEVED)) return;
   t->flags |= CORIO_F_REPORTED;
   rt->unretrieved++;
-  idx = lua_absindex(L, idx);
-  lua_pushcfunction(L, report_protected);
-  lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    const char *why = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-    lua_pushfstring(L, "corio: error in a task that nobody awaited (and its error object "
-                       "could not be turned into a message: %s)", why);
-    lua_remove(L, -2);
-  }
+  push_report(L, idx, t);  /* the error's __tostring runs protected (corio__push_errmsg) */
   rt->on_error(rt->on_error_ud, lua_tostring(L, -1));
   lua_pop(L, 1);
 }
