@@ -77,6 +77,8 @@ return 1
     same("-E -e 'print(INIT)'", nil, "LUA_INIT='INIT=42'")
     same("-e 'print(INIT)'", nil, "LUA_INIT_5_4='INIT=54' LUA_INIT='INIT=42'")
     same("-e 'print(package.path)'", nil, "LUA_PATH='/x/?.lua'")
+    same("-e 'print(package.cpath)'", nil, "LUA_CPATH='/x/?.so'")
+    same("-e 'print(package.path, package.cpath)'", nil, "LUA_PATH_5_4='/y/?.lua;;' LUA_CPATH_5_4='/y/?.so'")
   end)
 
   it("prints the Lua copyright line with -v", function()

@@ -535,6 +535,17 @@ describe("calling where Lua cannot suspend", function()
     local errs = t:await()
     for i = 1, 3 do assert.matches("sleep: cannot suspend here", errs[i]) end
   end)
+
+  it("fails clearly inside a __gc finalizer run in a task", function()
+    local t = corio.spawn(function()
+      local err
+      setmetatable({}, {__gc = function() err = select(2, pcall(corio.sleep, 0)) end})
+      collectgarbage()
+      collectgarbage()
+      return err
+    end)
+    assert.matches("sleep: cannot suspend here", t:await())
+  end)
 end)
 
 describe("corio.run", function()
