@@ -13,7 +13,7 @@
 #define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 
-#include "core.h"
+#include "binding.h"
 
 #define MULTI "corio.http.Multi"
 #define XFER "corio.http.Transfer"
@@ -265,7 +265,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
   if (!s) {
     s = malloc(sizeof *s);
     if (!s) return -1;
-    if (uv_poll_init_socket(m->rt->loop, &s->poll, fd) != 0) {
+    if (uv_poll_init_socket(corio__loop(m->rt), &s->poll, fd) != 0) {
       free(s);
       return -1;
     }
@@ -371,7 +371,7 @@ static void xfer_finish(xfer *x, int result) {
     m->connects += connects;
   m->requests++;
   wake(x);
-  corio__unanchor(m->rt->L, x->ref);
+  corio__unanchor(corio__L(m->rt), x->ref);
   x->ref = LUA_NOREF;
 }
 
@@ -529,7 +529,7 @@ static int l_new_multi(lua_State *L) {
     m->share = C.share_init();
     if (m->share) C.share_setopt(m->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
   }
-  uv_timer_init(m->rt->loop, m->timer);
+  uv_timer_init(corio__loop(m->rt), m->timer);
   m->timer->data = m;
   C.multi_setopt(m->cm, CURLMOPT_SOCKETFUNCTION, socket_cb);
   C.multi_setopt(m->cm, CURLMOPT_SOCKETDATA, m);
@@ -580,8 +580,9 @@ static xfer *check_xfer(lua_State *L, int idx) {
 }
 
 /* Detach a waiting task (the cancel hooks): the transfer is aborted, its connection closed. */
-static void xfer_abort(lua_State *L, corio_task *t) {
-  xfer *x = t->wait_data;
+static void xfer_abort(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  xfer *x = data;
   (void)L;
   x->task = NULL;
   xfer_finish(x, CURLE_ABORTED_BY_CALLBACK);
@@ -854,7 +855,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   }
   /* woken for a pause with nothing buffered (cannot happen: pause needs a full buffer) */
   x->want = W_DATA;
-  x->task = corio__rt(L)->current;
+  x->task = corio__current(L);
   return corio__await(L, &READ_WAIT, x, read_k, 0);
 }
 

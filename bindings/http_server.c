@@ -18,7 +18,7 @@
 
 #include <llhttp.h>
 
-#include "core.h"
+#include "binding.h"
 
 #define SERVER "corio.web.Server"
 #define READ_BUF (64 * 1024)
@@ -84,7 +84,7 @@ struct server {
   struct server_box *box;
   /* handler tasks waiting in next_request for the next request (a pool: a request costs a
    * resume, not a new coroutine) */
-  corio_task **idle;
+  struct idle_slot **idle; /* handler tasks waiting for the next request (LIFO) */
   int nidle, idle_cap;
   /* limits */
   size_t max_header, max_url, max_body;
@@ -237,7 +237,7 @@ static void server_maybe_free(server *s);
  * Lua side is released at once (the C memory follows in the close callbacks). */
 static void release_refs(server *s) {
   if (s->listening || s->conns || s->lua_gone || s->self_ref == LUA_NOREF) return;
-  lua_State *L = s->rt->L;
+  lua_State *L = corio__L(s->rt);
   int self = s->self_ref, disp = s->dispatch_ref;
   s->self_ref = s->dispatch_ref = LUA_NOREF;
   corio__unanchor(L, disp);
@@ -614,16 +614,24 @@ static void push_request(lua_State *L, conn *c) {
   lua_pushstring(L, c->remote);
 }
 
+/* A handler task waiting for its next request: a slot on its own stack (a userdata), listed
+ * in the server's idle array until a request or the server's end wakes it. */
+typedef struct idle_slot {
+  corio_waiter w;
+  server *s;
+  conn *c;   /* the request handed over, or NULL: no more requests */
+} idle_slot;
+
 /* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
  * running worker(server, conn, method, target, headers, body, http11, remote). The request
  * stays in c's buffers until it is answered, so a woken task reads it from there. */
 static void dispatch(lua_State *L, conn *c) {
   server *s = c->srv;
   if (s->nidle > 0) {
-    corio_task *t = s->idle[--s->nidle];
-    t->wait_data = c;
-    own(c, t);
-    corio__wake(s->rt, t);
+    idle_slot *slot = s->idle[--s->nidle];
+    slot->c = c;
+    own(c, slot->w.task);
+    corio__waiter_wake(s->rt, &slot->w, 0);
     return;
   }
   luaL_checkstack(L, 12, NULL);
@@ -638,33 +646,31 @@ static void dispatch(lua_State *L, conn *c) {
 /* Let every idle handler task end: no request will come any more. */
 static void release_idle(server *s) {
   while (s->nidle > 0) {
-    corio_task *t = s->idle[--s->nidle];
-    t->wait_data = NULL;
-    corio__wake(s->rt, t);
+    idle_slot *slot = s->idle[--s->nidle];
+    slot->c = NULL;
+    corio__waiter_wake(s->rt, &slot->w, 0);
   }
 }
 
 #define MAX_IDLE 1024
 
-static void next_request_cancel(lua_State *L, corio_task *t) {
-  server *s = t->wait_data;
+static void next_request_cancel(lua_State *L, corio_waiter *w) {
+  idle_slot *slot = container_of(w, idle_slot, w);
+  server *s = slot->s;
   (void)L;
   for (int i = 0; i < s->nidle; i++) {
-    if (s->idle[i] == t) {
+    if (s->idle[i] == slot) {
       s->idle[i] = s->idle[--s->nidle];
       break;
     }
   }
 }
 
-static const corio_wait NEXT_WAIT = {"next request", next_request_cancel};
-
 static int next_request_k(lua_State *L, int status, lua_KContext ctx) {
-  conn *c = corio__rt(L)->current->wait_data;
+  idle_slot *slot = lua_touserdata(L, (int)ctx);
   (void)status;
-  (void)ctx;
-  if (!c) return 0;
-  push_request(L, c);
+  if (!slot->c) return 0;
+  push_request(L, slot->c);
   return 7;
 }
 
@@ -675,13 +681,16 @@ static int l_next_request(lua_State *L) {
   server_box *b = luaL_checkudata(L, 1, SERVER);
   server *s = b->s;
   if (!s || !s->listening || s->nidle >= MAX_IDLE) return 0;
-  corio_task *t = corio__check_suspend(L, "next request");
+  corio__check_suspend(L, "next request");
   if (s->nidle == s->idle_cap) {
     s->idle_cap = s->idle_cap ? s->idle_cap * 2 : 64;
     s->idle = xrealloc(s->idle, sizeof *s->idle * (size_t)s->idle_cap);
   }
-  s->idle[s->nidle++] = t;
-  return corio__await(L, &NEXT_WAIT, s, next_request_k, 0);
+  lua_settop(L, 1);
+  idle_slot *slot = lua_newuserdatauv(L, sizeof *slot, 0);
+  *slot = (idle_slot){.w = {.on_cancel = next_request_cancel}, .s = s};
+  s->idle[s->nidle++] = slot;
+  return corio__waiter_await(L, &slot->w, "next request", next_request_k, 2);
 }
 
 /* Parse what the client sent, until a request completes (the parser then pauses), an error
@@ -777,7 +786,7 @@ static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn *c = container_of((uv_tcp_t *)st, conn, tcp);
-  lua_State *L = c->srv->rt->L;
+  lua_State *L = corio__L(c->srv->rt);
   if (nread == 0) return;
   if (nread < 0) {
     uv_read_stop(st);
@@ -822,7 +831,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (status < 0) return;
   conn *c = calloc(1, sizeof *c);
   if (!c) abort();
-  uv_tcp_init(s->rt->loop, &c->tcp);
+  uv_tcp_init(corio__loop(s->rt), &c->tcp);
   c->srv = s;
   c->file_fd = -1;
   c->timer.index = -1;
@@ -946,7 +955,7 @@ static int l_listen(lua_State *L) {
   s->write_timeout = opt_num(L, 1, "write_timeout", 60);
   s->self_ref = s->dispatch_ref = LUA_NOREF;
 
-  r = uv_tcp_init_ex(rt->loop, &s->tcp, addr.ss_family);
+  r = uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
   if (r) { free(s); return corio__fail(L, "listen", target, r); }
   s->tcp.data = s;
   b->s = s;
@@ -1291,7 +1300,7 @@ static void file_next(conn *c) {
   if (c->file_left == 0) {
     close(c->file_fd);
     c->file_fd = -1;
-    finish_response(c->srv->rt->L, c);
+    finish_response(corio__L(c->srv->rt), c);
     return;
   }
   size_t want = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
@@ -1302,7 +1311,7 @@ static void file_next(conn *c) {
     close(c->file_fd);
     c->file_fd = -1;
     conn_close(c);
-    finish_response(c->srv->rt->L, c);
+    finish_response(corio__L(c->srv->rt), c);
     return;
   }
   c->file_left -= (uint64_t)got;
@@ -1314,7 +1323,7 @@ static void file_next(conn *c) {
     close(c->file_fd);
     c->file_fd = -1;
     conn_close(c);
-    finish_response(c->srv->rt->L, c);
+    finish_response(corio__L(c->srv->rt), c);
     return;
   }
   c->writes++;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "binding.h"
 
 #define CONN "corio.tcp.Conn"
 
@@ -80,14 +80,16 @@ static void connect_cb(uv_connect_t *req, int status) {
   wake_writer(req->data, status);
 }
 
-static void op_cancel(lua_State *L, corio_task *t) {
-  tcpc *c = t->wait_data;
+static void op_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  tcpc *c = data;
   (void)L;
   c->wtask = NULL;
 }
 
-static void connect_cancel(lua_State *L, corio_task *t) {
-  tcpc *c = t->wait_data;
+static void connect_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  tcpc *c = data;
   (void)L;
   c->wtask = NULL;
   conn_close(c);  /* the connect callback then runs with ECANCELED */
@@ -130,7 +132,7 @@ static int tcp_connect(lua_State *L) {
   int bidx = lua_gettop(L);
   tcpc *c = calloc(1, sizeof *c);
   if (!c) return luaL_error(L, "connect: out of memory");
-  uv_tcp_init(rt->loop, &c->h);
+  uv_tcp_init(corio__loop(rt), &c->h);
   c->h.data = rt;
   c->connect.data = c;
   c->shutdown.data = c;
@@ -226,8 +228,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
-static void read_cancel(lua_State *L, corio_task *t) {
-  tcpc *c = t->wait_data;
+static void read_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  tcpc *c = data;
   (void)L;
   c->rtask = NULL;
   if (c->reading) {

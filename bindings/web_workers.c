@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "binding.h"
 
 #define SIGNALS "corio.web.Signals"
 #define WORKER "corio.web.Worker"
@@ -89,7 +89,7 @@ static int l_signals(lua_State *L) {
   b->s = s;
   s->rt = rt;
   for (int i = 0; i < n; i++) {
-    uv_signal_init(rt->loop, &s->h[i]);
+    uv_signal_init(corio__loop(rt), &s->h[i]);
     s->h[i].data = s;
     s->n++;
     int r = uv_signal_start(&s->h[i], signal_cb, nums[i]);
@@ -102,8 +102,9 @@ static int l_signals(lua_State *L) {
   return 1;
 }
 
-static void sigs_cancel(lua_State *L, corio_task *t) {
-  sigs *s = t->wait_data;
+static void sigs_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  sigs *s = data;
   (void)L;
   s->task = NULL;
 }
@@ -232,7 +233,7 @@ static int l_spawn(lua_State *L) {
   uv_process_options_t o = {.exit_cb = exit_cb, .file = file, .args = argv, .env = envp,
                             .stdio_count = 3, .stdio = stdio};
   p->h.data = rt;
-  int r = uv_spawn(rt->loop, &p->h, &o);
+  int r = uv_spawn(corio__loop(rt), &p->h, &o);
   if (r) {
     uv_close((uv_handle_t *)&p->h, proc_close_cb);
     return corio__fail(L, "spawn", file, r);
@@ -248,8 +249,9 @@ static proc *check_proc(lua_State *L) {
   return b->p;
 }
 
-static void proc_cancel(lua_State *L, corio_task *t) {
-  proc *p = t->wait_data;
+static void proc_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  proc *p = data;
   (void)L;
   p->task = NULL;
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "core.h"
+#include "runtime.h"
 
 #define GRAIN 16
 #define SMALL_MAX 1024

@@ -3,7 +3,7 @@
  * back to exactly that point; a plain coroutine.yield must still reach the user's resumer.
  * These replace the two functions of the standard coroutine library and otherwise behave as
  * they do (same results, same error messages). */
-#include "core.h"
+#include "runtime.h"
 
 static char SUSPENDED;  /* registry key: weak set of coroutines suspended by the scheduler */
 

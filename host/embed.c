@@ -374,11 +374,8 @@ void corio__embed_shutdown(corio_runtime *rt) {
   corio__hub_close(rt);
   close_handle(rt, (uv_handle_t *)&rt->check);
   close_handle(rt, (uv_handle_t *)&rt->idle);
-  close_handle(rt, (uv_handle_t *)&rt->heap_timer);
   close_handle(rt, (uv_handle_t *)&e->async);
-  free(rt->heap);
-  rt->heap = NULL;
-  rt->heap_len = rt->heap_cap = 0;
+  rt->embed->closes += corio__timers_close(rt, on_closed);
 }
 
 /* Lua warnings as lua.c prints them ("@on" / "@off" switch them; off at first). */
@@ -552,12 +549,7 @@ int corio_run(corio_runtime *rt) {
     return CORIO_EBUSY;
   }
   e->stop = 0;
-  while (!e->stop) {
-    rt->in_loop++;
-    if (rt->ready_head) corio__run_ready(rt);
-    int alive = uv_run(rt->loop, UV_RUN_ONCE);
-    rt->in_loop--;
-    if (!alive && !rt->ready_head) break;
+  while (!e->stop && corio__turn(rt, UV_RUN_ONCE, NULL)) {
   }
   e->stop = 0;
   return 0;
@@ -568,11 +560,7 @@ int corio_step(corio_runtime *rt) {
     corio__set_error(rt, "corio_step: the loop is already running");
     return CORIO_EBUSY;
   }
-  rt->in_loop++;
-  if (rt->ready_head) corio__run_ready(rt);
-  int alive = uv_run(rt->loop, UV_RUN_NOWAIT);
-  rt->in_loop--;
-  return alive || rt->ready_head ? 1 : 0;
+  return corio__turn(rt, UV_RUN_NOWAIT, NULL) ? 1 : 0;
 }
 
 void corio_stop(corio_runtime *rt) {
@@ -595,26 +583,22 @@ static int cancel_all_p(lua_State *L) {
 /* Cancel every task and run the loop while they unwind. A task whose cleanup waits forever
  * on something the loop could still deliver keeps this waiting, as asyncio.run would; tasks
  * that nothing could ever wake are cancelled again, a few times, and then dropped. */
+static int no_live_tasks(corio_runtime *rt) {
+  return rt->live_tasks == 0;
+}
+
 static void cancel_tasks(corio_runtime *rt) {
   lua_State *L = rt->L;
   int rounds = 0;
   while (rt->live_tasks > 0 && rounds++ < 4) {
     lua_pushcfunction(L, cancel_all_p);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
-    while (rt->live_tasks > 0) {
-      rt->in_loop++;
-      if (rt->ready_head) corio__run_ready(rt);
-      int alive = rt->live_tasks > 0 && uv_run(rt->loop, rt->ready_head ? UV_RUN_NOWAIT
-                                                                         : UV_RUN_ONCE);
-      rt->in_loop--;
-      if (!alive && !rt->ready_head) break;
+    while (rt->live_tasks > 0 && corio__turn(rt, UV_RUN_ONCE, no_live_tasks)) {
     }
   }
   /* Handles the cleanup closed get their close callbacks now, while the state they may
    * unanchor from is still open (one iteration delivers every pending close). */
-  rt->in_loop++;
-  uv_run(rt->loop, UV_RUN_NOWAIT);
-  rt->in_loop--;
+  corio__turn(rt, UV_RUN_NOWAIT, NULL);
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -643,7 +627,6 @@ int corio_close(corio_runtime *rt) {
   rt->closing = 1;
   if (rt->L) {
     cancel_tasks(rt);
-    for (int i = rt->nclose_hooks - 1; i >= 0; i--) rt->close_hooks[i](rt);
     lua_close(rt->L);  /* finalizers close handles owned by userdata, report lost errors */
     rt->L = NULL;
   }

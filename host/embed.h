@@ -3,7 +3,7 @@
 #ifndef CORIO_EMBED_H
 #define CORIO_EMBED_H
 
-#include "core.h"
+#include "runtime.h"
 
 
 /* What the embedding API adds to a runtime. It shares one allocation with the runtime record

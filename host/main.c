@@ -9,7 +9,7 @@
 
 #include <lualib.h>
 
-#include "core.h"
+#include "runtime.h"
 #include "repl.h"
 
 static const char *progname = "corio";

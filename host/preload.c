@@ -3,7 +3,7 @@
  * to a source tree's scripts/ directory loads the Lua files from disk instead (development). */
 #include <stdlib.h>
 
-#include "core.h"
+#include "runtime.h"
 #include "lua-cjson.h"
 
 int luaopen_cjson_safe(lua_State *L); /* in the same archive, not in its header */

@@ -19,7 +19,7 @@
 
 #include <editline/readline.h>
 
-#include "core.h"
+#include "runtime.h"
 #include "repl.h"
 
 #define HISTORY_MAX 1000
@@ -342,18 +342,14 @@ static void report(lua_State *L, int status) {
 
 /* One turn of the loop, as corio__drive takes it. The prompt comes back before the loop may
  * block: tasks run here can print as well as those the loop runs. */
+static int prompt_back(corio_runtime *rt) {
+  (void)rt;
+  if (R.hidden) show_prompt();
+  return R.exit_requested;
+}
+
 static void loop_turn(void) {
-  corio_runtime *rt = R.rt;
-  if (rt->ready_head) {
-    rt->in_loop++;
-    corio__run_ready(rt);
-    rt->in_loop--;
-    if (R.hidden) show_prompt();
-    if (R.exit_requested) return;
-  }
-  rt->in_loop++;
-  uv_run(rt->loop, UV_RUN_ONCE);
-  rt->in_loop--;
+  corio__turn(R.rt, UV_RUN_ONCE, prompt_back);
 }
 
 static void on_line(char *line) {
@@ -409,12 +405,7 @@ static void readable_cb(uv_poll_t *h, int status, int events) {
 static int pipe_read(const char *prompt, char **line) {
   char *buf = NULL;
   size_t cap = 0;
-  if (!R.polled && (R.rt->ready_head || R.rt->soon_pending)) {
-    R.rt->in_loop++;
-    corio__run_ready(R.rt);
-    uv_run(R.rt->loop, UV_RUN_NOWAIT);
-    R.rt->in_loop--;
-  }
+  if (!R.polled && (R.rt->ready_head || R.rt->soon_pending)) corio__turn(R.rt, UV_RUN_NOWAIT, NULL);
   if (R.exit_requested) return READ_EXIT;
   fputs(prompt, stdout);
   fflush(stdout);

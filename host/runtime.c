@@ -2,7 +2,7 @@
  * drivers (run until idle, drive from top-level code). The public corio_* entry points are
  * in embed.c. */
 
-#include "core.h"
+#include "runtime.h"
 
 static char ANCHORS;  /* registry key: the table of anchored values */
 
@@ -67,23 +67,27 @@ void corio__make_ready(corio_runtime *rt, corio_task *t) {
   if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
 }
 
+int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt)) {
+  int alive = 0;
+  rt->in_loop++;
+  if (rt->ready_head || rt->soon_pending) corio__run_ready(rt);
+  if (!skip_poll || !skip_poll(rt)) alive = uv_run(rt->loop, mode);
+  rt->in_loop--;
+  return alive || rt->ready_head != NULL;
+}
+
+static int main_woken(corio_runtime *rt) {
+  return rt->main_task.state != CORIO_WAITING;
+}
+
 void corio__drive(lua_State *L, corio_task *t, const char *op) {
   corio_runtime *rt = corio__rt(L);
   while (t->state == CORIO_WAITING) {
-    int alive;
-    if (rt->ready_head) {
-      rt->in_loop++;
-      corio__run_ready(rt);
-      rt->in_loop--;
-      if (t->state != CORIO_WAITING) break;
-    }
-    rt->in_loop++;
-    alive = uv_run(rt->loop, UV_RUN_ONCE);
-    rt->in_loop--;
+    int alive = corio__turn(rt, UV_RUN_ONCE, main_woken);
     if (t->state != CORIO_WAITING) break;
-    if (!alive && !rt->ready_head) {
+    if (!alive) {
       const corio_wait *w = t->wait;
-      if (w && w->cancel) w->cancel(L, t);
+      if (w && w->cancel) w->cancel(L, t, t->wait_data);
       t->wait = NULL;
       t->state = CORIO_RUNNING;
       luaL_error(L, "%s: would wait forever: no task, timer or I/O is left that could finish it",
@@ -95,12 +99,7 @@ void corio__drive(lua_State *L, corio_task *t, const char *op) {
 
 int corio__run_until_idle(corio_runtime *rt) {
   if (rt->in_loop) return -1;
-  for (;;) {
-    rt->in_loop++;
-    if (rt->ready_head) corio__run_ready(rt);
-    int alive = uv_run(rt->loop, UV_RUN_ONCE);
-    rt->in_loop--;
-    if (!alive && !rt->ready_head) break;
+  while (corio__turn(rt, UV_RUN_ONCE, NULL)) {
   }
   return 0;
 }
@@ -162,5 +161,43 @@ void corio__handles_init(corio_runtime *rt) {
   uv_unref((uv_handle_t *)&rt->check);
   uv_idle_init(rt->loop, &rt->idle);
   rt->idle.data = rt;
-  corio__timer_init(rt);
+  corio__own_handle(rt, (uv_handle_t *)&rt->check);
+  corio__own_handle(rt, (uv_handle_t *)&rt->idle);
+  corio__timers_init(rt);
+}
+
+void corio__own_handle(corio_runtime *rt, uv_handle_t *h) {
+  if (rt->nown < (int)(sizeof rt->own / sizeof rt->own[0])) rt->own[rt->nown++] = h;
+}
+
+struct handle_count {
+  corio_runtime *rt;
+  int n;
+};
+
+/* A handle that holds an OS resource (a descriptor, a process) counts even while inactive: an
+ * open TCP connection nobody reads from is still a leak. An inactive timer, idle, check or
+ * async holds nothing and counts only while active. */
+static int holds_resource(uv_handle_t *h) {
+  switch (uv_handle_get_type(h)) {
+    case UV_TCP: case UV_NAMED_PIPE: case UV_TTY: case UV_UDP: case UV_POLL: case UV_PROCESS:
+    case UV_FS_EVENT: case UV_FS_POLL: case UV_SIGNAL: return 1;
+    default: return 0;
+  }
+}
+
+static void count_handle(uv_handle_t *h, void *arg) {
+  struct handle_count *c = arg;
+  if (uv_is_closing(h) || !(uv_is_active(h) || holds_resource(h))) return;
+  for (int i = 0; i < c->rt->nown; i++)
+    if (c->rt->own[i] == h) return;
+  c->n++;
+}
+
+/* Every handle on the loop that is not the runtime's own and holds a resource or is active:
+ * TCP connections, processes, polls, servers, signals, whatever a binding opened. */
+int corio__count_user_handles(corio_runtime *rt) {
+  struct handle_count c = {rt, 0};
+  uv_walk(rt->loop, count_handle, &c);
+  return c.n;
 }

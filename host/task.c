@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "runtime.h"
 
 static char TAG;        /* the value a scheduler yield carries through user coroutines */
 static char TASK_MT;    /* registry keys */
@@ -464,11 +464,22 @@ static int await_resume(lua_State *L, int status, lua_KContext ctx) {
 
 static const corio_wait YIELD_NOW = {"sleep(0)", NULL};
 
+static int skip_poll(corio_runtime *rt) {
+  (void)rt;
+  return 1;
+}
+
 int corio__await(lua_State *L, const corio_wait *wait, void *data, lua_KFunction k,
                  lua_KContext ctx) {
+  return corio__await_named(L, wait, wait->name, data, k, ctx);
+}
+
+int corio__await_named(lua_State *L, const corio_wait *wait, const char *name, void *data,
+                       lua_KFunction k, lua_KContext ctx) {
   corio_runtime *rt = corio__rt(L);
   corio_task *t = rt->current;
   t->wait = wait;
+  t->wait_name = name;
   t->wait_data = data;
   t->k = k;
   t->kctx = ctx;
@@ -476,15 +487,13 @@ int corio__await(lua_State *L, const corio_wait *wait, void *data, lua_KFunction
   if (wait == &YIELD_NOW) {
     corio__wake(rt, t);
     if (t->flags & CORIO_F_MAIN) {  /* top level: let the tasks ready now have their turn */
-      rt->in_loop++;
-      corio__run_ready(rt);
-      rt->in_loop--;
+      corio__turn(rt, UV_RUN_NOWAIT, skip_poll);
       t->state = CORIO_RUNNING;
       return await_resume(L, LUA_YIELD, 0);
     }
   }
   if (t->flags & CORIO_F_MAIN) {
-    corio__drive(L, t, wait->name);
+    corio__drive(L, t, name);
     return await_resume(L, LUA_YIELD, 0);
   }
   lua_pushlightuserdata(L, &TAG);
@@ -511,7 +520,7 @@ int corio__cancel(lua_State *L, corio_task *t, int msgidx) {
   t->flags |= CORIO_F_CANCELLING;
   if (t->state == CORIO_WAITING) {
     const corio_wait *w = t->wait;
-    if (w && w->cancel) w->cancel(L, t);
+    if (w && w->cancel) w->cancel(L, t, t->wait_data);
     t->flags |= CORIO_F_WOKE_CANCEL;
     t->wait = NULL;
     corio__make_ready(rt, t);
@@ -546,8 +555,8 @@ static void await_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
 
 /* Cancelling a task that awaits another cancels the other too, as in asyncio; shield() is
  * the way out. */
-static void await_cancel(lua_State *L, corio_task *t) {
-  corio_task *target = t->wait_data;
+static void await_cancel(lua_State *L, corio_task *t, void *data) {
+  corio_task *target = data;
   corio__unlisten(&t->awaiting);
   /* A Future is a shared completion point: awaiting it and being cancelled leaves it be. */
   if (target && target->state != CORIO_DONE && !(target->flags & CORIO_F_FUTURE))
@@ -561,7 +570,7 @@ int corio__interrupt_main(lua_State *L) {
   corio_task *t = &rt->main_task;
   if (t->state != CORIO_WAITING) return 0;
   if (t->wait == &AWAIT_WAIT) corio__unlisten(&t->awaiting);  /* the awaited task runs on */
-  else if (t->wait && t->wait->cancel) t->wait->cancel(L, t);
+  else if (t->wait && t->wait->cancel) t->wait->cancel(L, t, t->wait_data);
   t->flags |= CORIO_F_INTERRUPTED;
   t->wait = NULL;
   corio__make_ready(rt, t);
@@ -618,7 +627,7 @@ static void push_spawn_site(lua_State *L, int idx, corio_task *t) {
 /* Push "op at source:line" for a waiting task: the innermost Lua frame of its coroutine. */
 static void push_where(lua_State *L, corio_task *t) {
   lua_Debug ar;
-  const char *what = t->wait ? t->wait->name : state_name(t);
+  const char *what = t->wait ? t->wait_name : state_name(t);
   if (t->co && (t->state == CORIO_WAITING || t->state == CORIO_READY)) {
     for (int level = 0; lua_getstack(t->co, level, &ar); level++) {
       lua_getinfo(t->co, "Sl", &ar);
@@ -934,9 +943,10 @@ static void join_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
   }
 }
 
-static void join_cancel(lua_State *L, corio_task *t) {
+static void join_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
   (void)L;
-  join_detach(t->wait_data);
+  join_detach(data);
 }
 
 static const corio_wait JOIN_WAIT = {"wait", join_cancel};
@@ -1165,30 +1175,17 @@ static int l_cancel_all(lua_State *L) {
   return 1;
 }
 
-struct handle_count {
-  corio_runtime *rt;
-  int n;
-};
-
-static void count_handle(uv_handle_t *h, void *arg) {
-  struct handle_count *c = arg;
-  /* the runtime's own handles (check, idle, heap timer, async) carry it as their data */
-  if (uv_is_active(h) && !uv_is_closing(h) && h->data != c->rt) c->n++;
-}
-
 /* corio._stats() -> {tasks=, anchors=, timers=, handles=, unretrieved=} for leak checks.
  * `handles` counts the active libuv handles beyond the runtime's own. */
 static int l_stats(lua_State *L) {
   corio_runtime *rt = corio__rt(L);
-  struct handle_count c = {rt, 0};
-  uv_walk(rt->loop, count_handle, &c);
-  int handles = c.n;
+  int handles = corio__count_user_handles(rt);
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, rt->live_tasks);
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, rt->anchors);
   lua_setfield(L, -2, "anchors");
-  lua_pushinteger(L, rt->heap_len);
+  lua_pushinteger(L, corio__timers_armed(rt));
   lua_setfield(L, -2, "timers");
   lua_pushinteger(L, handles);
   lua_setfield(L, -2, "handles");

@@ -257,8 +257,9 @@ static int deliver(lua_State *L, corio_token *tok) {
   return tok->nvalues;
 }
 
-static void token_cancel(lua_State *L, corio_task *t) {
-  corio_token *tok = t->wait_data;
+static void token_cancel(lua_State *L, corio_task *t, void *data) {
+  (void)t;
+  corio_token *tok = data;
   (void)L;
   tok->task = NULL;
   leave_wait(tok);
@@ -292,6 +293,7 @@ int corio__hub_open(corio_runtime *rt) {
   e->hub->async = &e->async;
   uv_async_init(rt->loop, &e->async, async_cb);
   e->async.data = rt;
+  corio__own_handle(rt, (uv_handle_t *)&e->async);
   uv_unref((uv_handle_t *)&e->async);
   return 0;
 }
