@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "bindings.h" /* generated: the luaopen_corio_* of every binding */
 #include "corio.h"
 
 /* The record that embeds member m (a libuv handle, a listener, a timer) at address p. */
