@@ -378,20 +378,27 @@ void corio__embed_shutdown(corio_runtime *rt) {
   rt->embed->closes += corio__timers_close(rt, on_closed);
 }
 
-/* Lua warnings as lua.c prints them ("@on" / "@off" switch them; off at first). */
+/* Lua warnings as lua.c prints them. "@on" / "@off" switch them (off at first), but only a
+ * message in a single piece can be such a control message: the pieces of a message sent in
+ * several parts are text, whatever they start with. While off, every piece is still looked at,
+ * so a single-piece "@on" turns them back on. */
 static void warn_cb(void *ud, const char *msg, int tocont) {
   struct corio_embed *e = ud;
-  if (!e->warn_cont && *msg == '@') {
+  if (e->warn_cont) { /* the rest of a message already started: plain text */
+    fputs(msg, stderr);
+    if (!tocont) fputs("\n", stderr), fflush(stderr), e->warn_cont = 0;
+    return;
+  }
+  if (!tocont && *msg == '@') {
     if (strcmp(msg, "@off") == 0) e->warn_on = 0;
     else if (strcmp(msg, "@on") == 0) e->warn_on = 1;
     return;
   }
-  if (e->warn_on) {
-    if (!e->warn_cont) fputs("Lua warning: ", stderr);
-    fputs(msg, stderr);
-    if (!tocont) fputs("\n", stderr), fflush(stderr);
-  }
-  e->warn_cont = tocont;
+  if (!e->warn_on) return;
+  fputs("Lua warning: ", stderr);
+  fputs(msg, stderr);
+  if (tocont) e->warn_cont = 1;
+  else fputs("\n", stderr), fflush(stderr);
 }
 
 static int panic_cb(lua_State *L) {
