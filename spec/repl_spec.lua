@@ -2,8 +2,6 @@
 local corio = require "corio"
 local support = require "support"
 
-after_each(support.assert_clean)
-
 local CORIO = os.getenv("CORIO") or "build/corio"
 local have_tmux = os.execute("command -v tmux >/dev/null 2>&1")
 local have_python = os.execute("command -v python3 >/dev/null 2>&1")

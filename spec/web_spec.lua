@@ -1,7 +1,6 @@
 -- corio.web: the Lua API (routing, requests, responses, middleware, static files, streaming,
 -- shutdown) driven by curl and raw sockets.
 local corio = require "corio"
-local support = require "support"
 local web = require "corio.web"
 local json = require "corio.json"
 local W = require "web_support"
@@ -24,8 +23,6 @@ local function get(port, req)
 end
 
 describe("corio.web", function()
-  after_each(support.assert_clean)
-
   it("serves a string as 200 text/plain with Date and Content-Length", function()
     serve(function(app) app:get("/", function() return "Hello, world!" end) end, nil,
       function(url, port)

@@ -2,11 +2,8 @@
 -- cancelled before it ran left the join's other listener nodes linked into tasks still
 -- running; once the join was collected, their completion wrote into freed memory.
 local corio = require "corio"
-local support = require "support"
 
 describe("a join woken and then cancelled before it runs", function()
-  after_each(support.assert_clean)
-
   it("leaves no listener behind in the tasks it was waiting for", function()
     local a = corio.spawn(function() corio.sleep(0.005) error("a failed") end)
     local b = corio.spawn(corio.sleep, 0.03)
