@@ -12,9 +12,10 @@
 -- still delivers to every other subscriber, then raises corio.QueueFull). Subscriptions are
 -- served with the queues' reservation scheme (see queue.lua): FIFO and cancellation-safe.
 local W = require "corio.waiters"
+local errors = require "corio.errors"
 
 local new_waiters = W.new
-local QueueFull, QueueEmpty = W.QueueFull, W.QueueEmpty
+local QueueFull, QueueEmpty = errors.QueueFull, errors.QueueEmpty
 local error, type, setmetatable, tostring = error, type, setmetatable, tostring
 local find, gmatch = string.find, string.gmatch
 

@@ -47,6 +47,7 @@ local M = {}
 
 -- The JSON rules are the server's: corio.json.
 local json = require "corio.json"
+local errors = require "corio.errors"
 M.json = json
 
 local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
@@ -180,16 +181,13 @@ M.Headers = {new = new_headers}
 
 -- ---- errors -----------------------------------------------------------------------------
 
-local HTTPError = {}
-HTTPError.__name = "corio.http.HTTPError"
-HTTPError.__index = HTTPError
+-- raise_for_status raises an HTTPError: a class of corio.errors that prints its message.
+local HTTPError = {__name = "corio.http.HTTPError"}
 HTTPError.__tostring = function(e) return e.message end
-M.HTTPError = HTTPError
+M.HTTPError = errors.register(HTTPError)
 
 -- is_http_error(e) -> true for what raise_for_status raises
-function M.is_http_error(e)
-  return getmetatable(e) == HTTPError
-end
+M.is_http_error = HTTPError.is
 
 local function argerror(fname, what, level)
   error(format("http.%s: %s", fname, what), (level or 1) + 1)

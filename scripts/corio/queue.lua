@@ -20,9 +20,12 @@
 -- an upvalue costs a fraction of a table field. The storage (ring, stack or heap) is chosen
 -- with one upvalue test on the hot path.
 local W = require "corio.waiters"
+local errors = require "corio.errors"
 
 local new_waiters = W.new
-local QueueFull, QueueEmpty, QueueShutDown = W.QueueFull, W.QueueEmpty, W.QueueShutDown
+local QueueFull, QueueEmpty, QueueShutDown = errors.QueueFull, errors.QueueEmpty,
+                                            errors.QueueShutDown
+local is_queue_shut_down = errors.is_queue_shut_down
 local pcall, error, type, setmetatable, tostring = pcall, error, type, setmetatable, tostring
 local math_type, HUGE = math.type, math.huge
 
@@ -371,7 +374,7 @@ local function new_queue(kind, maxsize, less, what)
     return function()
       local ok, v = pcall(get, q)
       if ok then return v end
-      if W.is_queue_shut_down(v) then return nil end
+      if is_queue_shut_down(v) then return nil end
       error(v, 0)
     end
   end
@@ -401,6 +404,6 @@ end
 
 M.QueueFull, M.QueueEmpty, M.QueueShutDown = QueueFull, QueueEmpty, QueueShutDown
 M.is_queue_full, M.is_queue_empty, M.is_queue_shut_down =
-  W.is_queue_full, W.is_queue_empty, W.is_queue_shut_down
+  errors.is_queue_full, errors.is_queue_empty, is_queue_shut_down
 
 return M

@@ -8,6 +8,7 @@
 -- Timeouts compose: corio.wait_for(function() return lock:acquire() end, 0.5).
 local core = require "corio.core"
 local W = require "corio.waiters"
+local errors = require "corio.errors"
 
 local new_waiters, woken = W.new, W.woken
 local pcall, error, type, setmetatable = pcall, error, type, setmetatable
@@ -254,8 +255,7 @@ scoped(Condition)
 
 -- ---- Barrier -----------------------------------------------------------------------------
 
-M.BrokenBarrier, M.is_broken_barrier =
-  W.error_class("corio.BrokenBarrier", "the barrier is broken")
+M.BrokenBarrier, M.is_broken_barrier = errors.BrokenBarrier, errors.is_broken_barrier
 
 local Barrier = {__name = "corio.Barrier"}
 Barrier.__index = Barrier

@@ -6,6 +6,7 @@
 local corio = require "corio"
 local C = require "corio._http_server"
 local json = require "corio.json"
+local errors = require "corio.errors"
 
 local M = {}
 M.json_codec = json
@@ -25,10 +26,10 @@ local TEXT = "text/plain; charset=utf-8"
 -- ---- errors ------------------------------------------------------------------------------
 
 local HTTPError = {__name = "corio.web.HTTPError"}
-HTTPError.__index = HTTPError
 HTTPError.__tostring = function(e)
   return format("HTTPError %d: %s", e.status, e.message)
 end
+errors.register(HTTPError)
 
 local REASONS = {
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
@@ -48,7 +49,7 @@ function M.HTTPError(status, message, headers)
   return setmetatable({status = status, message = message or M.status_text(status),
                        headers = headers}, HTTPError)
 end
-function M.is_http_error(e) return getmetatable(e) == HTTPError end
+M.is_http_error = HTTPError.is
 
 -- ---- responses -------------------------------------------------------------------------
 
