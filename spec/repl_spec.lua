@@ -148,7 +148,7 @@ describe("corio.repl, the Lua half", function()
     for _, name in ipairs(fields) do assert.not_matches("^corio%._", name) end
     assert.truthy(#fields > 10)
     rawset(_G, "corio", corio)
-    assert.same({"corio._wait"}, repl.complete("corio._wai"))
+    assert.same({"corio._VERSION"}, repl.complete("corio._VER"))
     rawset(_G, "corio", nil)
   end)
 

@@ -29,7 +29,7 @@ function S.assert_clean()
   S.settle()
   collectgarbage()
   collectgarbage()
-  local st = corio._stats()
+  local st = require("corio.core")._stats()
   local leftover = {}
   for _, t in ipairs(corio.all_tasks()) do
     leftover[#leftover + 1] = tostring(t)
