@@ -10,11 +10,11 @@
 -- is full: "block" (the default: publish waits for room, so nothing is lost), "drop_oldest"
 -- (the oldest buffered message is discarded and counted in sub.dropped) or "error" (publish
 -- still delivers to every other subscriber, then raises corio.QueueFull). Subscriptions are
--- served with the queues' reservation scheme (see queue.lua): FIFO and cancellation-safe.
-local W = require "corio.waiters"
+-- served through a corio.channel, as queues are: FIFO and cancellation-safe.
+local channel = require "corio.channel"
 local errors = require "corio.errors"
 
-local new_waiters = W.new
+local new_channel = channel.new
 local QueueFull, QueueEmpty = errors.QueueFull, errors.QueueEmpty
 local error, type, setmetatable, tostring = error, type, setmetatable, tostring
 local find, gmatch = string.find, string.gmatch
@@ -84,10 +84,8 @@ local function push(s, topic, msg)
   s._topics[t], s._msgs[t] = topic, msg
   s._tail = t
   s._n = s._n + 1
-  if s._getters.n > 0 then
-    s._reserved = s._reserved + 1
-    s._getters:wake(true)
-  end
+  local ch = s._ch
+  if ch.getters.n > 0 then ch:item_added() end
 end
 
 local function pop(s)
@@ -103,38 +101,16 @@ end
 
 local function take(s)
   local topic, msg = pop(s)
-  if s._putters.n > 0 then
-    s._slots = s._slots + 1
-    s._putters:wake(true)
-  end
+  local ch = s._ch
+  if ch.putters.n > 0 then ch:slot_freed() end
   return topic, msg
-end
-
--- A publisher cancelled after a slot was promised to it: pass it to the next one.
-local function pass_slot(s)
-  s._slots = s._slots - 1
-  if s._putters.n > 0 then
-    s._slots = s._slots + 1
-    s._putters:wake(true)
-  end
-end
-
--- A subscriber cancelled after a message was promised to it: the message stays buffered for
--- the next getter.
-local function pass_item(s)
-  if s._reserved > 0 then
-    s._reserved = s._reserved - 1
-    if s._getters.n > 0 then
-      s._reserved = s._reserved + 1
-      s._getters:wake(true)
-    end
-  end
 end
 
 -- Deliver one message; returns true if it was buffered (suspends under "block" when full).
 local function deliver(s, topic, msg)
   if s._ended then return false end
-  if s._putters.n == 0 and s._n + s._slots < s.size then
+  local ch = s._ch
+  if ch.putters.n == 0 and s._n + ch.slots < s.size then
     push(s, topic, msg)
     return true
   end
@@ -147,10 +123,8 @@ local function deliver(s, topic, msg)
   elseif policy == "error" then
     return nil
   end
-  local why = s._putters:wait(pass_slot, s)
-  if not why then return false end  -- the subscription ended meanwhile
-  s._slots = s._slots - 1
-  if s._ended then return false end
+  -- false: the subscription ended meanwhile
+  if not ch:wait_slot() or s._ended then return false end
   push(s, topic, msg)
   return true
 end
@@ -159,7 +133,8 @@ end
 -- closed and the buffer drained).
 function Subscription:get()
   local n = self._n
-  if n - self._reserved > 0 then
+  local ch = self._ch
+  if n - ch.reserved > 0 then
     -- take() inlined: this is the inner loop of every subscriber
     local h = self._head
     local topics, msgs = self._topics, self._msgs
@@ -169,23 +144,17 @@ function Subscription:get()
     if h > self.size then h = 1 end
     self._head = h
     self._n = n - 1
-    local putters = self._putters
-    if putters.n > 0 then
-      self._slots = self._slots + 1
-      putters:wake(true)
-    end
+    if ch.putters.n > 0 then ch:slot_freed() end
     return topic, msg
   end
   if self._ended then return nil end
-  local why = self._getters:wait(pass_item, self)
-  if not why or self._n == 0 then return nil end
-  self._reserved = self._reserved - 1
+  if not ch:wait_item() then return nil end
   return take(self)
 end
 
 -- sub:get_nowait() -> topic, message, or raises QueueEmpty; nil once ended and drained.
 function Subscription:get_nowait()
-  if self._n - self._reserved > 0 then return take(self) end
+  if self._n - self._ch.reserved > 0 then return take(self) end
   if self._ended then return nil end
   error(QueueEmpty.new("get_nowait: no message is buffered for " .. self.pattern), 2)
 end
@@ -201,10 +170,9 @@ local function finish(s, discard)
   s._ended = true
   if discard then
     while s._n > 0 do pop(s) end
-    s._reserved = 0
+    s._ch:drop_items()
   end
-  s._getters:wake_all(false)
-  s._putters:wake_all(false)
+  s._ch:close()
 end
 
 -- sub:close(): unsubscribes at once; buffered messages are dropped, a waiting get returns
@@ -274,8 +242,7 @@ function Bus:subscribe(pattern, opts)
   local s = setmetatable({
     bus = self, pattern = pattern, size = size, policy = policy, dropped = 0,
     _words = words, _wild = find(pattern, "[*#]") ~= nil,
-    _topics = {}, _msgs = {}, _head = 1, _tail = 0, _n = 0, _reserved = 0, _slots = 0,
-    _getters = new_waiters(), _putters = new_waiters(), _ended = false,
+    _topics = {}, _msgs = {}, _head = 1, _tail = 0, _n = 0, _ch = new_channel(), _ended = false,
   }, Subscription)
   if s._wild then self._wild = copy_with(self._wild, s)
   else self._exact[pattern] = copy_with(self._exact[pattern], s) end
@@ -324,19 +291,15 @@ function Bus:publish(topic, msg)
   for i = 1, n do
     local s = subs[i]
     local ok
-    local count = s._n
-    if count + s._slots < s.size and s._putters.n == 0 and not s._ended then
+    local count, ch = s._n, s._ch
+    if count + ch.slots < s.size and ch.putters.n == 0 and not s._ended then
       -- the common case, inlined: room in the buffer and nobody queued before us
       local t = s._tail + 1
       if t > s.size then t = 1 end
       s._topics[t], s._msgs[t] = topic, msg
       s._tail = t
       s._n = count + 1
-      local getters = s._getters
-      if getters.n > 0 then
-        s._reserved = s._reserved + 1
-        getters:wake(true)
-      end
+      if ch.getters.n > 0 then ch:item_added() end
       ok = true
     else
       ok = deliver(s, topic, msg)
