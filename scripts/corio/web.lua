@@ -31,13 +31,8 @@ HTTPError.__tostring = function(e)
 end
 errors.register(HTTPError)
 
-local REASONS = {
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
-  [413] = "Content Too Large", [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
-  [429] = "Too Many Requests", [500] = "Internal Server Error", [501] = "Not Implemented",
-  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
-}
+-- The reason phrases are the server's own table (bindings/http_reason.c).
+local REASONS = require("corio._http_reason").reasons
 function M.status_text(status) return REASONS[status] or "Error" end
 
 -- web.HTTPError(status[, message[, headers]]) -> error object; raise it with error(): the
