@@ -32,23 +32,25 @@ local function split(s)
   return words
 end
 
--- Split and check a pattern (wildcards allowed) or a topic (not allowed); raises on error.
-local function parse(s, op, wild_ok)
+-- Split and check a pattern (wildcards allowed) or a topic (not allowed); raises at `level`
+-- (counted as error counts it from parse's caller: 2 is the caller's caller).
+local function parse(s, op, wild_ok, level)
+  level = level + 1
   if type(s) ~= "string" then
     error(("%s: expected a string %s, got %s"):format(op, wild_ok and "pattern" or "topic",
-                                                      type(s)), 3)
+                                                      type(s)), level)
   end
   local words = split(s)
   for _, w in ipairs(words) do
     if w == "" then
-      error(("%s: %q has an empty word (words are separated by single dots)"):format(op, s), 3)
+      error(("%s: %q has an empty word (words are separated by single dots)"):format(op, s), level)
     end
     local wild = w == "*" or w == "#"
     if wild and not wild_ok then
-      error(("%s: a topic cannot contain the wildcard %q: %q"):format(op, w, s), 3)
+      error(("%s: a topic cannot contain the wildcard %q: %q"):format(op, w, s), level)
     end
     if not wild and (find(w, "*", 1, true) or find(w, "#", 1, true)) then
-      error(("%s: %q: '*' and '#' are wildcards only as whole words"):format(op, s), 3)
+      error(("%s: %q: '*' and '#' are wildcards only as whole words"):format(op, s), level)
     end
   end
   return words
@@ -225,7 +227,7 @@ end
 --   -> Subscription
 function Bus:subscribe(pattern, opts)
   if self._closed then error("subscribe: the bus is closed", 2) end
-  local words = parse(pattern, "subscribe", true)
+  local words = parse(pattern, "subscribe", true, 2)
   if opts ~= nil and type(opts) ~= "table" then
     error(("subscribe: options must be a table, got %s"):format(type(opts)), 2)
   end
@@ -260,8 +262,10 @@ function Bus:_remove(s)
   self._cache, self._cached = {}, 0
 end
 
-local function resolve(bus, topic)
-  local words = parse(topic, "publish", false)
+-- The subscriptions a topic reaches (cached); a bad topic raises as op (publish,
+-- subscribers) at the caller of op.
+local function resolve(bus, topic, op)
+  local words = parse(topic, op, false, 3)
   local list = bus._exact[topic]
   local wild = bus._wild
   if #wild > 0 then
@@ -284,7 +288,7 @@ end
 -- while waiting, the subscriptions before the full one have the message, the others do not.
 function Bus:publish(topic, msg)
   if self._closed then error("publish: the bus is closed", 2) end
-  local subs = self._cache[topic] or resolve(self, topic)
+  local subs = self._cache[topic] or resolve(self, topic, "publish")
   local n, refused = #subs, nil
   if n == 0 then return 0 end
   local delivered = 0
@@ -322,7 +326,7 @@ end
 
 -- bus:subscribers(topic) -> how many subscriptions a publish to topic would reach.
 function Bus:subscribers(topic)
-  return #(self._cache[topic] or resolve(self, topic))
+  return #(self._cache[topic] or resolve(self, topic, "subscribers"))
 end
 
 -- bus:close(): no more publishing; every subscription drains its buffer, then ends.

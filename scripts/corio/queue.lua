@@ -35,11 +35,13 @@ local function nil_item(op, self, q)
          .. "sentinel value)"
 end
 
+-- Raises at the caller of the queue's constructor (level 4: check_maxsize, new_queue, the
+-- constructor, its caller: the constructors do not tail-call new_queue).
 local function check_maxsize(maxsize, what)
   if maxsize == nil then return 0, HUGE end
   if math_type(maxsize) ~= "integer" then
     if type(maxsize) ~= "number" or maxsize % 1 ~= 0 then
-      error(("%s: maxsize must be an integer, got %s"):format(what, tostring(maxsize)), 3)
+      error(("%s: maxsize must be an integer, got %s"):format(what, tostring(maxsize)), 4)
     end
     maxsize = math.tointeger(maxsize) or maxsize
   end
@@ -342,12 +344,14 @@ end
 
 -- corio.Queue([maxsize]) -> a FIFO queue; maxsize nil or <= 0 means unbounded.
 function M.Queue(maxsize)
-  return new_queue(FIFO, maxsize, nil, "Queue")
+  local q = new_queue(FIFO, maxsize, nil, "Queue")
+  return q
 end
 
 -- corio.LifoQueue([maxsize]) -> a last-in first-out queue.
 function M.LifoQueue(maxsize)
-  return new_queue(LIFO, maxsize, nil, "LifoQueue")
+  local q = new_queue(LIFO, maxsize, nil, "LifoQueue")
+  return q
 end
 
 -- corio.PriorityQueue([maxsize][, less]) -> a queue that gives the smallest item first
@@ -357,7 +361,8 @@ function M.PriorityQueue(maxsize, less)
   if less ~= nil and type(less) ~= "function" then
     error(("PriorityQueue: less must be a function, got %s"):format(type(less)), 2)
   end
-  return new_queue(HEAP, maxsize, less or default_less, "PriorityQueue")
+  local q = new_queue(HEAP, maxsize, less or default_less, "PriorityQueue")
+  return q
 end
 
 M.QueueFull, M.QueueEmpty, M.QueueShutDown = QueueFull, QueueEmpty, QueueShutDown

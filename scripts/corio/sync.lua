@@ -118,6 +118,7 @@ scoped(Lock)
 local Semaphore = {__name = "corio.Semaphore"}
 Semaphore.__index = Semaphore
 
+-- Raises at the caller of the constructor (level 3: new_semaphore, the constructor, its caller).
 local function new_semaphore(C, n, what)
   if n == nil then n = 1 end
   if math.type(n) ~= "integer" or n < 0 then
@@ -129,7 +130,8 @@ end
 
 -- corio.Semaphore([n = 1]) -> a semaphore with n units.
 function M.Semaphore(n)
-  return new_semaphore(Semaphore, n, "Semaphore")
+  local s = new_semaphore(Semaphore, n, "Semaphore")  -- not a tail call: it keeps level 3
+  return s
 end
 
 -- sem:acquire() -> true [suspends while no unit is free]
@@ -163,7 +165,8 @@ scoped(BoundedSemaphore)
 
 -- corio.BoundedSemaphore([n = 1]) -> a semaphore whose release raises past n units.
 function M.BoundedSemaphore(n)
-  return new_semaphore(BoundedSemaphore, n, "BoundedSemaphore")
+  local s = new_semaphore(BoundedSemaphore, n, "BoundedSemaphore")
+  return s
 end
 
 function BoundedSemaphore:release()
