@@ -2,10 +2,18 @@
 -- "corio._timer"); this module adds the composition on top of them: run, gather, wait_for,
 -- timeout, wait, as_completed, shield, and attaches the messaging modules (queues, locks,
 -- task groups, the bus).
+--
+-- The public table is this module's own: it takes corio.core's public names and leaves the
+-- internals (_wait, _collect, _cancel_all, _stats, ...) behind, reachable only through
+-- require "corio.core" by the modules and specs that need them.
 local core = require "corio.core"
 local timer = require "corio._timer"
+local errors = require "corio.errors"
 
-local M = core
+local M = {}
+for k, v in pairs(core) do
+  if k:sub(1, 1) ~= "_" then M[k] = v end
+end
 M.sleep = timer.sleep
 M.now = timer.now
 M._VERSION = "corio 0.1.0"
@@ -34,11 +42,11 @@ function M.run(fn, ...)
   if type(fn) ~= "function" then
     error(("run: expected a function, got %s"):format(type(fn)), 2)
   end
-  local before = M._last_task_id()
+  local before = core._last_task_id()
   local task = spawn(fn, ...)
   local r = pack(pcall(task.await, task))
   if not M.current_task() then
-    if M._cancel_all(before) > 0 then
+    if core._cancel_all(before) > 0 then
       -- let the cancelled tasks unwind: each wakes with corio.Cancelled and finishes
       local left = {}
       for _, t in ipairs(M.all_tasks()) do
@@ -193,7 +201,7 @@ function M.timeout(seconds, fn, ...)
   local fired = deadline:stop()
   if fired then
     if task:uncancel() == 0 and (not r[1] and is_cancelled(r[2])) then
-      error(core._new_timeout(("timed out after %g seconds"):format(seconds)), 0)
+      error(errors.Timeout.new(("timed out after %g seconds"):format(seconds)), 0)
     end
   end
   if not r[1] then error(r[2], 0) end

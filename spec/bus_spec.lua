@@ -14,8 +14,6 @@ local function drain(sub)
 end
 
 describe("corio.Bus", function()
-  after_each(support.assert_clean)
-
   it("delivers to every matching subscription and returns the count", function()
     local bus = corio.Bus()
     assert.equal("corio.Bus", getmetatable(bus).__name)

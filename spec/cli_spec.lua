@@ -121,7 +121,7 @@ corio.spawn(worker)
   it("survives an error object whose __tostring fails, reported at once or at exit", function()
     for _, eager in ipairs({"false", "true"}) do
       local out, err, code = support.run_corio(([[-e 'local c = require "corio"
-        c._set_eager_report(%s)
+        require("corio.core")._set_eager_report(%s)
         c.spawn(function() error(setmetatable({}, {__tostring = function() error("bad tostring") end})) end)
         c.sleep(0.01) print("alive")']]):format(eager))
       assert.equal("alive\n", out)

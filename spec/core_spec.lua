@@ -1,10 +1,7 @@
 -- The core: sleep, tasks, await, cancellation, futures, done callbacks, introspection.
 local corio = require "corio"
-local support = require "support"
 
 describe("corio.sleep", function()
-  after_each(support.assert_clean)
-
   it("suspends only the calling task", function()
     local log = {}
     corio.run(function()
@@ -81,8 +78,6 @@ describe("corio.sleep", function()
 end)
 
 describe("tasks", function()
-  after_each(support.assert_clean)
-
   it("pass arguments and return every result through await", function()
     local t = corio.spawn(function(a, b) corio.sleep(0) return a + b, "x", nil, 4 end, 1, 2)
     local r = table.pack(t:await())
@@ -182,8 +177,6 @@ describe("tasks", function()
 end)
 
 describe("cancellation", function()
-  after_each(support.assert_clean)
-
   it("interrupts a sleep and runs <close> and pcall cleanup", function()
     local closed, caught = false, nil
     local t = corio.spawn(function()
@@ -265,8 +258,6 @@ describe("cancellation", function()
 end)
 
 describe("gather", function()
-  after_each(support.assert_clean)
-
   it("returns first values in argument order, functions spawned", function()
     local r = corio.gather(
       function() corio.sleep(0.02) return "slow" end,
@@ -322,8 +313,6 @@ describe("gather", function()
 end)
 
 describe("timeouts", function()
-  after_each(support.assert_clean)
-
   it("wait_for raises Timeout and cancels the inner task", function()
     local inner = corio.spawn(corio.sleep, 10)
     local ok, e = pcall(corio.wait_for, inner, 0.02)
@@ -368,8 +357,6 @@ describe("timeouts", function()
 end)
 
 describe("wait, as_completed, shield", function()
-  after_each(support.assert_clean)
-
   it("wait FIRST_COMPLETED returns done and pending", function()
     local a = corio.spawn(corio.sleep, 0.01)
     local b = corio.spawn(corio.sleep, 5)
@@ -418,8 +405,6 @@ describe("wait, as_completed, shield", function()
 end)
 
 describe("futures and done callbacks", function()
-  after_each(support.assert_clean)
-
   it("a Future wakes its awaiters with its result", function()
     local f = corio.Future()
     local t = corio.spawn(function() return f:await() end)
@@ -467,8 +452,6 @@ describe("futures and done callbacks", function()
 end)
 
 describe("user coroutines inside tasks", function()
-  after_each(support.assert_clean)
-
   it("a generator that sleeps suspends the whole task and resumes in place", function()
     local gen = coroutine.wrap(function()
       for i = 1, 3 do
@@ -520,8 +503,6 @@ describe("user coroutines inside tasks", function()
 end)
 
 describe("calling where Lua cannot suspend", function()
-  after_each(support.assert_clean)
-
   it("fails clearly inside table.sort, gsub and require in a task", function()
     local t = corio.spawn(function()
       local errs = {}
@@ -549,8 +530,6 @@ describe("calling where Lua cannot suspend", function()
 end)
 
 describe("corio.run", function()
-  after_each(support.assert_clean)
-
   it("returns results, raises errors, and cancels tasks left running", function()
     local closed = false
     assert.same({1, 2}, {corio.run(function(a) return a, 2 end, 1)})

@@ -9,8 +9,6 @@ local function lines(s)
 end
 
 describe("examples", function()
-  after_each(support.assert_clean)
-
   it("messaging.lua prints the post's output, one message a second", function()
     local t0 = os.time()
     local out, err, code = support.run_corio("examples/messaging.lua")

@@ -4,8 +4,6 @@ local support = require "support"
 local turns, errors_with = support.turns, support.errors_with
 
 describe("corio.group / TaskGroup", function()
-  after_each(support.assert_clean)
-
   it("waits for every child before returning the body's results", function()
     corio.run(function()
       local done = {}
@@ -153,8 +151,6 @@ describe("corio.group / TaskGroup", function()
 end)
 
 describe("corio.map and gather's concurrency", function()
-  after_each(support.assert_clean)
-
   it("returns the results in order and never runs more than `concurrency` at once", function()
     corio.run(function()
       local running, peak = 0, 0
@@ -245,8 +241,6 @@ describe("corio.map and gather's concurrency", function()
 end)
 
 describe("progress monitoring", function()
-  after_each(support.assert_clean)
-
   it("as_completed gives tasks as they finish, done callbacks count them", function()
     corio.run(function()
       local finished = 0

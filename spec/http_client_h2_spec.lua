@@ -1,5 +1,4 @@
 local corio = require "corio"
-local support = require "support"
 local hs = require "http_support"
 local http = require "corio.http"
 
@@ -14,7 +13,6 @@ describe("corio.http with HTTP/2", function()
     if nginx then nginx.stop() end
     certs.remove()
   end)
-  after_each(support.assert_clean)
 
   local function url(path) return ("https://localhost:%d%s"):format(nginx.port, path) end
 

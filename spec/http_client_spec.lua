@@ -13,7 +13,6 @@ describe("corio.http", function()
     http.default_session():close()
     srv.stop()
   end)
-  after_each(support.assert_clean)
 
   -- A fresh session whose server-side connection count starts at 1 (the reset request's).
   local function counted_session(opts)

@@ -1,5 +1,4 @@
 local corio = require "corio"
-local support = require "support"
 local hs = require "http_support"
 local http = require "corio.http"
 
@@ -16,7 +15,6 @@ describe("corio.http over TLS", function()
     srv.stop()
     certs.remove()
   end)
-  after_each(support.assert_clean)
 
   it("verifies the server with ca_file", function()
     local r = assert(http.get(url, {ca_file = certs.ca}))

@@ -3,8 +3,6 @@ local support = require "support"
 
 -- The examples run as their own corio processes, with their built-in local servers.
 describe("corio.http examples", function()
-  after_each(support.assert_clean)
-
   it("api_calls.lua fetches three endpoints concurrently and prints them in order", function()
     local out, err, code = support.run_corio("examples/api_calls.lua")
     assert.equal(0, code)

@@ -1,11 +1,8 @@
 local corio = require "corio"
-local support = require "support"
 local json = require("corio.http").json
 
 -- The client encodes and decodes with corio.json, the server's rules.
 describe("corio.http JSON", function()
-  after_each(support.assert_clean)
-
   it("keeps integers integers and floats floats", function()
     local v = json.decode('[0, -1, 9223372036854775807, -9223372036854775808, 1.0, 2.5e3, 1E2]')
     assert.equal("integer", math.type(v[1]))

@@ -1,11 +1,8 @@
 -- corio.json: integers stay integers, 64-bit values round-trip, null is a sentinel.
 local corio = require "corio"
-local support = require "support"
 local json = require "corio.json"
 
 describe("corio.json", function()
-  after_each(support.assert_clean)
-
   it("decodes integers as integers and floats as floats", function()
     local v = json.decode('{"id": 1, "f": 1.5, "e": 1e3, "neg": -7, "z": 0}')
     assert.equal("integer", math.type(v.id))

@@ -1,9 +1,6 @@
 local corio = require "corio"
-local support = require "support"
 
 describe("task priorities", function()
-  after_each(support.assert_clean)
-
   it("run the ready tasks of a round by decreasing priority, equal ones FIFO", function()
     corio.run(function()
       local order = {}

@@ -4,8 +4,6 @@ local support = require "support"
 local turns, errors_with = support.turns, support.errors_with
 
 describe("corio.Queue", function()
-  after_each(support.assert_clean)
-
   it("is FIFO and reports its size", function()
     local q = corio.Queue(3)
     assert.equal("corio.Queue", getmetatable(q).__name)
@@ -416,8 +414,6 @@ describe("corio.Queue", function()
 end)
 
 describe("corio.PriorityQueue", function()
-  after_each(support.assert_clean)
-
   it("gives the smallest first and is stable for equal priorities", function()
     local q = corio.PriorityQueue()
     assert.equal("corio.PriorityQueue", getmetatable(q).__name)
@@ -493,8 +489,6 @@ describe("corio.PriorityQueue", function()
 end)
 
 describe("corio.LifoQueue", function()
-  after_each(support.assert_clean)
-
   it("gives the last item first and blocks like the others", function()
     corio.run(function()
       local q = corio.LifoQueue(2)

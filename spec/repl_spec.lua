@@ -2,8 +2,6 @@
 local corio = require "corio"
 local support = require "support"
 
-after_each(support.assert_clean)
-
 local CORIO = os.getenv("CORIO") or "build/corio"
 local have_tmux = os.execute("command -v tmux >/dev/null 2>&1")
 local have_python = os.execute("command -v python3 >/dev/null 2>&1")
@@ -150,7 +148,7 @@ describe("corio.repl, the Lua half", function()
     for _, name in ipairs(fields) do assert.not_matches("^corio%._", name) end
     assert.truthy(#fields > 10)
     rawset(_G, "corio", corio)
-    assert.same({"corio._wait"}, repl.complete("corio._wai"))
+    assert.same({"corio._VERSION"}, repl.complete("corio._VER"))
     rawset(_G, "corio", nil)
   end)
 

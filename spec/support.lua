@@ -1,5 +1,5 @@
 -- Shared by the specs: leak checks run after every test, and small helpers.
--- Every spec file does `after_each(support.assert_clean)`.
+-- spec/helper.lua runs support.assert_clean after every test of every spec file.
 local corio = require "corio"
 
 local luassert = require "luassert"  -- busted's assert lives in the specs' environment only
@@ -29,7 +29,7 @@ function S.assert_clean()
   S.settle()
   collectgarbage()
   collectgarbage()
-  local st = corio._stats()
+  local st = require("corio.core")._stats()
   local leftover = {}
   for _, t in ipairs(corio.all_tasks()) do
     leftover[#leftover + 1] = tostring(t)

@@ -4,8 +4,6 @@ local support = require "support"
 local turns, errors_with = support.turns, support.errors_with
 
 describe("corio.Event", function()
-  after_each(support.assert_clean)
-
   it("wakes every waiter on set, returns at once while set, and clears", function()
     corio.run(function()
       local ev = corio.Event()
@@ -43,8 +41,6 @@ describe("corio.Event", function()
 end)
 
 describe("corio.Lock", function()
-  after_each(support.assert_clean)
-
   it("excludes, and hands over to waiters first-come first-served", function()
     corio.run(function()
       local lock = corio.Lock()
@@ -187,8 +183,6 @@ describe("corio.Lock", function()
 end)
 
 describe("corio.Semaphore", function()
-  after_each(support.assert_clean)
-
   it("admits n at a time, FIFO", function()
     corio.run(function()
       local sem = corio.Semaphore(2)
@@ -261,8 +255,6 @@ describe("corio.Semaphore", function()
 end)
 
 describe("corio.Condition", function()
-  after_each(support.assert_clean)
-
   it("notifies waiters in order, and they hold the lock when they wake", function()
     corio.run(function()
       local cond = corio.Condition()
@@ -349,8 +341,6 @@ describe("corio.Condition", function()
 end)
 
 describe("corio.Barrier", function()
-  after_each(support.assert_clean)
-
   it("releases the parties together, and is reusable", function()
     corio.run(function()
       local b = corio.Barrier(3)

@@ -1,12 +1,9 @@
 -- corio._tcp: the raw client used by the web specs.
 local corio = require "corio"
-local support = require "support"
 local tcp = require "corio._tcp"
 local web = require "corio.web"
 
 describe("corio._tcp", function()
-  after_each(support.assert_clean)
-
   local function echo_server()
     local app = web.Application()
     app:post("/", function(r) return r:body() end)

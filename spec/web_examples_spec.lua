@@ -1,7 +1,6 @@
 -- The examples run as real programs: the post's hello server answers curl after its
 -- 1-second sleep, serves requests concurrently and exits 0 on SIGTERM.
 local corio = require "corio"
-local support = require "support"
 local W = require "web_support"
 
 local function free_port()
@@ -42,8 +41,6 @@ local function stop(pid, log)
 end
 
 describe("examples", function()
-  after_each(support.assert_clean)
-
   it("web_hello.lua answers curl with Hello, world! after a second, concurrently", function()
     corio.run(function()
       local port = free_port()

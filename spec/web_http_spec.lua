@@ -32,7 +32,6 @@ describe("corio.http client against corio.web server", function()
 
   after_each(function()
     server:close()
-    support.assert_clean()
   end)
 
   it("gets, posts JSON with integers intact, and sees middleware headers", function()

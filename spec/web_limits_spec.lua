@@ -1,7 +1,6 @@
 -- corio.web against bad input and limits, driven by a raw TCP client: every rule of the
 -- issue gets the status nginx or Node would send, and a close where framing is unsafe.
 local corio = require "corio"
-local support = require "support"
 local web = require "corio.web"
 local W = require "web_support"
 
@@ -26,8 +25,6 @@ local function first(port, data, opts)
 end
 
 describe("corio.web limits and bad input", function()
-  after_each(support.assert_clean)
-
   it("rejects a malformed request line with 400 and closes", function()
     with_server({}, function(port)
       local r, raw = first(port, "GARBAGE\r\n\r\n")

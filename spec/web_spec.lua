@@ -1,7 +1,6 @@
 -- corio.web: the Lua API (routing, requests, responses, middleware, static files, streaming,
 -- shutdown) driven by curl and raw sockets.
 local corio = require "corio"
-local support = require "support"
 local web = require "corio.web"
 local json = require "corio.json"
 local W = require "web_support"
@@ -24,7 +23,24 @@ local function get(port, req)
 end
 
 describe("corio.web", function()
-  after_each(support.assert_clean)
+  it("sends the registered reason phrases, 418 and 451 included, from one table", function()
+    local reasons = require("corio._http_reason").reasons
+    assert.equal("I'm a teapot", reasons[418])
+    assert.equal("Unavailable For Legal Reasons", web.status_text(451))
+    assert.equal("Error", web.status_text(299))
+    serve(function(app)
+      app:get("/{code}", function(request)
+        return web.Response{status = tonumber(request.params.code), text = "x"}
+      end)
+    end, nil, function(_, port)
+      for _, code in ipairs {200, 418, 451, 511, 299} do
+        local raw = W.raw(port, ("GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                                :format(code))
+        local phrase = reasons[code] or "Unknown"
+        assert.equal(("HTTP/1.1 %d %s\r\n"):format(code, phrase), raw:match("^[^\n]*\n"))
+      end
+    end)
+  end)
 
   it("serves a string as 200 text/plain with Date and Content-Length", function()
     serve(function(app) app:get("/", function() return "Hello, world!" end) end, nil,

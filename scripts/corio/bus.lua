@@ -10,11 +10,12 @@
 -- is full: "block" (the default: publish waits for room, so nothing is lost), "drop_oldest"
 -- (the oldest buffered message is discarded and counted in sub.dropped) or "error" (publish
 -- still delivers to every other subscriber, then raises corio.QueueFull). Subscriptions are
--- served with the queues' reservation scheme (see queue.lua): FIFO and cancellation-safe.
-local W = require "corio.waiters"
+-- served through a corio.channel, as queues are: FIFO and cancellation-safe.
+local channel = require "corio.channel"
+local errors = require "corio.errors"
 
-local new_waiters = W.new
-local QueueFull, QueueEmpty = W.QueueFull, W.QueueEmpty
+local new_channel = channel.new
+local QueueFull, QueueEmpty = errors.QueueFull, errors.QueueEmpty
 local error, type, setmetatable, tostring = error, type, setmetatable, tostring
 local find, gmatch = string.find, string.gmatch
 
@@ -31,23 +32,25 @@ local function split(s)
   return words
 end
 
--- Split and check a pattern (wildcards allowed) or a topic (not allowed); raises on error.
-local function parse(s, op, wild_ok)
+-- Split and check a pattern (wildcards allowed) or a topic (not allowed); raises at `level`
+-- (counted as error counts it from parse's caller: 2 is the caller's caller).
+local function parse(s, op, wild_ok, level)
+  level = level + 1
   if type(s) ~= "string" then
     error(("%s: expected a string %s, got %s"):format(op, wild_ok and "pattern" or "topic",
-                                                      type(s)), 3)
+                                                      type(s)), level)
   end
   local words = split(s)
   for _, w in ipairs(words) do
     if w == "" then
-      error(("%s: %q has an empty word (words are separated by single dots)"):format(op, s), 3)
+      error(("%s: %q has an empty word (words are separated by single dots)"):format(op, s), level)
     end
     local wild = w == "*" or w == "#"
     if wild and not wild_ok then
-      error(("%s: a topic cannot contain the wildcard %q: %q"):format(op, w, s), 3)
+      error(("%s: a topic cannot contain the wildcard %q: %q"):format(op, w, s), level)
     end
     if not wild and (find(w, "*", 1, true) or find(w, "#", 1, true)) then
-      error(("%s: %q: '*' and '#' are wildcards only as whole words"):format(op, s), 3)
+      error(("%s: %q: '*' and '#' are wildcards only as whole words"):format(op, s), level)
     end
   end
   return words
@@ -83,10 +86,8 @@ local function push(s, topic, msg)
   s._topics[t], s._msgs[t] = topic, msg
   s._tail = t
   s._n = s._n + 1
-  if s._getters.n > 0 then
-    s._reserved = s._reserved + 1
-    s._getters:wake(true)
-  end
+  local ch = s._ch
+  if ch.getters.n > 0 then ch:item_added() end
 end
 
 local function pop(s)
@@ -102,38 +103,16 @@ end
 
 local function take(s)
   local topic, msg = pop(s)
-  if s._putters.n > 0 then
-    s._slots = s._slots + 1
-    s._putters:wake(true)
-  end
+  local ch = s._ch
+  if ch.putters.n > 0 then ch:slot_freed() end
   return topic, msg
-end
-
--- A publisher cancelled after a slot was promised to it: pass it to the next one.
-local function pass_slot(s)
-  s._slots = s._slots - 1
-  if s._putters.n > 0 then
-    s._slots = s._slots + 1
-    s._putters:wake(true)
-  end
-end
-
--- A subscriber cancelled after a message was promised to it: the message stays buffered for
--- the next getter.
-local function pass_item(s)
-  if s._reserved > 0 then
-    s._reserved = s._reserved - 1
-    if s._getters.n > 0 then
-      s._reserved = s._reserved + 1
-      s._getters:wake(true)
-    end
-  end
 end
 
 -- Deliver one message; returns true if it was buffered (suspends under "block" when full).
 local function deliver(s, topic, msg)
   if s._ended then return false end
-  if s._putters.n == 0 and s._n + s._slots < s.size then
+  local ch = s._ch
+  if ch.putters.n == 0 and s._n + ch.slots < s.size then
     push(s, topic, msg)
     return true
   end
@@ -146,10 +125,8 @@ local function deliver(s, topic, msg)
   elseif policy == "error" then
     return nil
   end
-  local why = s._putters:wait(pass_slot, s)
-  if not why then return false end  -- the subscription ended meanwhile
-  s._slots = s._slots - 1
-  if s._ended then return false end
+  -- false: the subscription ended meanwhile
+  if not ch:wait_slot() or s._ended then return false end
   push(s, topic, msg)
   return true
 end
@@ -158,7 +135,8 @@ end
 -- closed and the buffer drained).
 function Subscription:get()
   local n = self._n
-  if n - self._reserved > 0 then
+  local ch = self._ch
+  if n - ch.reserved > 0 then
     -- take() inlined: this is the inner loop of every subscriber
     local h = self._head
     local topics, msgs = self._topics, self._msgs
@@ -168,23 +146,17 @@ function Subscription:get()
     if h > self.size then h = 1 end
     self._head = h
     self._n = n - 1
-    local putters = self._putters
-    if putters.n > 0 then
-      self._slots = self._slots + 1
-      putters:wake(true)
-    end
+    if ch.putters.n > 0 then ch:slot_freed() end
     return topic, msg
   end
   if self._ended then return nil end
-  local why = self._getters:wait(pass_item, self)
-  if not why or self._n == 0 then return nil end
-  self._reserved = self._reserved - 1
+  if not ch:wait_item() then return nil end
   return take(self)
 end
 
 -- sub:get_nowait() -> topic, message, or raises QueueEmpty; nil once ended and drained.
 function Subscription:get_nowait()
-  if self._n - self._reserved > 0 then return take(self) end
+  if self._n - self._ch.reserved > 0 then return take(self) end
   if self._ended then return nil end
   error(QueueEmpty.new("get_nowait: no message is buffered for " .. self.pattern), 2)
 end
@@ -200,10 +172,9 @@ local function finish(s, discard)
   s._ended = true
   if discard then
     while s._n > 0 do pop(s) end
-    s._reserved = 0
+    s._ch:drop_items()
   end
-  s._getters:wake_all(false)
-  s._putters:wake_all(false)
+  s._ch:close()
 end
 
 -- sub:close(): unsubscribes at once; buffered messages are dropped, a waiting get returns
@@ -256,7 +227,7 @@ end
 --   -> Subscription
 function Bus:subscribe(pattern, opts)
   if self._closed then error("subscribe: the bus is closed", 2) end
-  local words = parse(pattern, "subscribe", true)
+  local words = parse(pattern, "subscribe", true, 2)
   if opts ~= nil and type(opts) ~= "table" then
     error(("subscribe: options must be a table, got %s"):format(type(opts)), 2)
   end
@@ -273,8 +244,7 @@ function Bus:subscribe(pattern, opts)
   local s = setmetatable({
     bus = self, pattern = pattern, size = size, policy = policy, dropped = 0,
     _words = words, _wild = find(pattern, "[*#]") ~= nil,
-    _topics = {}, _msgs = {}, _head = 1, _tail = 0, _n = 0, _reserved = 0, _slots = 0,
-    _getters = new_waiters(), _putters = new_waiters(), _ended = false,
+    _topics = {}, _msgs = {}, _head = 1, _tail = 0, _n = 0, _ch = new_channel(), _ended = false,
   }, Subscription)
   if s._wild then self._wild = copy_with(self._wild, s)
   else self._exact[pattern] = copy_with(self._exact[pattern], s) end
@@ -292,8 +262,10 @@ function Bus:_remove(s)
   self._cache, self._cached = {}, 0
 end
 
-local function resolve(bus, topic)
-  local words = parse(topic, "publish", false)
+-- The subscriptions a topic reaches (cached); a bad topic raises as op (publish,
+-- subscribers) at the caller of op.
+local function resolve(bus, topic, op)
+  local words = parse(topic, op, false, 3)
   local list = bus._exact[topic]
   local wild = bus._wild
   if #wild > 0 then
@@ -316,26 +288,22 @@ end
 -- while waiting, the subscriptions before the full one have the message, the others do not.
 function Bus:publish(topic, msg)
   if self._closed then error("publish: the bus is closed", 2) end
-  local subs = self._cache[topic] or resolve(self, topic)
+  local subs = self._cache[topic] or resolve(self, topic, "publish")
   local n, refused = #subs, nil
   if n == 0 then return 0 end
   local delivered = 0
   for i = 1, n do
     local s = subs[i]
     local ok
-    local count = s._n
-    if count + s._slots < s.size and s._putters.n == 0 and not s._ended then
+    local count, ch = s._n, s._ch
+    if count + ch.slots < s.size and ch.putters.n == 0 and not s._ended then
       -- the common case, inlined: room in the buffer and nobody queued before us
       local t = s._tail + 1
       if t > s.size then t = 1 end
       s._topics[t], s._msgs[t] = topic, msg
       s._tail = t
       s._n = count + 1
-      local getters = s._getters
-      if getters.n > 0 then
-        s._reserved = s._reserved + 1
-        getters:wake(true)
-      end
+      if ch.getters.n > 0 then ch:item_added() end
       ok = true
     else
       ok = deliver(s, topic, msg)
@@ -358,7 +326,7 @@ end
 
 -- bus:subscribers(topic) -> how many subscriptions a publish to topic would reach.
 function Bus:subscribers(topic)
-  return #(self._cache[topic] or resolve(self, topic))
+  return #(self._cache[topic] or resolve(self, topic, "subscribers"))
 end
 
 -- bus:close(): no more publishing; every subscription drains its buffer, then ends.

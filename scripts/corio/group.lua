@@ -11,7 +11,7 @@
 -- with its traceback. A cancellation of the task running the group cancels the children,
 -- waits for them, and is re-raised.
 local core = require "corio.core"
-local W = require "corio.waiters"
+local errors = require "corio.errors"
 
 local spawn, current_task, _wait, is_cancelled = core.spawn, core.current_task, core._wait,
                                                   core.is_cancelled
@@ -20,13 +20,14 @@ local pack, unpack, concat = table.pack, table.unpack, table.concat
 
 local M = {}
 
-local TaskGroupError, is_task_group_error =
-  W.error_class("corio.TaskGroupError", "tasks of the group failed")
+local TaskGroupError, is_task_group_error = errors.TaskGroupError, errors.is_task_group_error
 M.TaskGroupError, M.is_task_group_error = TaskGroupError, is_task_group_error
 
 -- A TaskGroupError lists its failures: err.errors[i] is the error object, err.tasks[i] the
 -- task, err.tracebacks[i] the traceback (or nil).
+local plain_tostring = TaskGroupError.__tostring
 TaskGroupError.__tostring = function(e)
+  if e.errors == nil then return plain_tostring(e) end  -- made with TaskGroupError.new
   local lines = {("corio.TaskGroupError: %d of the group's tasks failed"):format(#e.errors)}
   for i, err in ipairs(e.errors) do
     local t = e.tasks[i]

@@ -47,6 +47,7 @@ local M = {}
 
 -- The JSON rules are the server's: corio.json.
 local json = require "corio.json"
+local errors = require "corio.errors"
 M.json = json
 
 local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
@@ -57,24 +58,8 @@ local find, gsub, format = string.find, string.gsub, string.format
 M.VERSION = "corio.http 0.1.0"
 M.USER_AGENT = "corio/0.1.0"
 
-local REASONS = {
-  [100] = "Continue", [101] = "Switching Protocols", [200] = "OK", [201] = "Created",
-  [202] = "Accepted", [203] = "Non-Authoritative Information", [204] = "No Content",
-  [205] = "Reset Content", [206] = "Partial Content", [300] = "Multiple Choices",
-  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other", [304] = "Not Modified",
-  [307] = "Temporary Redirect", [308] = "Permanent Redirect", [400] = "Bad Request",
-  [401] = "Unauthorized", [402] = "Payment Required", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [406] = "Not Acceptable", [408] = "Request Timeout",
-  [409] = "Conflict", [410] = "Gone", [411] = "Length Required", [412] = "Precondition Failed",
-  [413] = "Content Too Large", [414] = "URI Too Long", [415] = "Unsupported Media Type",
-  [416] = "Range Not Satisfiable", [417] = "Expectation Failed", [418] = "I'm a teapot",
-  [421] = "Misdirected Request", [422] = "Unprocessable Content", [425] = "Too Early",
-  [426] = "Upgrade Required", [428] = "Precondition Required", [429] = "Too Many Requests",
-  [431] = "Request Header Fields Too Large", [451] = "Unavailable For Legal Reasons",
-  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
-  [503] = "Service Unavailable", [504] = "Gateway Timeout",
-  [505] = "HTTP Version Not Supported",
-}
+-- The standard reason phrases (bindings/http_reason.c), for responses that carry none (HTTP/2).
+local REASONS = require("corio._http_reason").reasons
 
 -- ---- Headers: case-insensitive, repeated fields kept ------------------------------------
 
@@ -180,17 +165,17 @@ M.Headers = {new = new_headers}
 
 -- ---- errors -----------------------------------------------------------------------------
 
-local HTTPError = {}
-HTTPError.__name = "corio.http.HTTPError"
-HTTPError.__index = HTTPError
+-- raise_for_status raises an HTTPError: a class of corio.errors that prints its message.
+local HTTPError = {__name = "corio.http.HTTPError"}
 HTTPError.__tostring = function(e) return e.message end
-M.HTTPError = HTTPError
+M.HTTPError = errors.register(HTTPError)
 
 -- is_http_error(e) -> true for what raise_for_status raises
-function M.is_http_error(e)
-  return getmetatable(e) == HTTPError
-end
+M.is_http_error = HTTPError.is
 
+-- argerror(fname, what[, level]): raise "http.fname: what" at `level` counted from the
+-- function calling argerror (1: that function, 2: its caller ...). The checks below that
+-- request and Session call directly use 3: check (1), request or Session (2), the user (3).
 local function argerror(fname, what, level)
   error(format("http.%s: %s", fname, what), (level or 1) + 1)
 end
@@ -336,7 +321,7 @@ local function encode_pairs(t, fname, what)
     if type(v) == "boolean" then v = tostring(v) end
     if type(v) ~= "string" and type(v) ~= "number" then
       argerror(fname, format("%s value for %q must be a string or number, got %s", what,
-                             tostring(k), type(v)), 4)
+                             tostring(k), type(v)), 3)
     end
     out[#out + 1] = urlencode(k) .. "=" .. urlencode(v)
   end
@@ -361,21 +346,21 @@ local function header_lines(fname, ...)
   for i = 1, select("#", ...) do
     local t = select(i, ...)
     if t ~= nil then
-      if type(t) ~= "table" then argerror(fname, "headers must be a table", 4) end
+      if type(t) ~= "table" then argerror(fname, "headers must be a table", 3) end
       for name, value in pairs(t) do
         if type(name) ~= "string" or not find(name, TOKEN) then
-          argerror(fname, format("bad header name %q", tostring(name)), 4)
+          argerror(fname, format("bad header name %q", tostring(name)), 3)
         end
         local values = type(value) == "table" and value or {value}
         for _, v in ipairs(values) do
           if type(v) == "number" then v = tostring(v) end
           if v == false and #values == 1 then v = "" end
           if type(v) ~= "string" then
-            argerror(fname, format("header %s: value must be a string, got %s", name, type(v)), 4)
+            argerror(fname, format("header %s: value must be a string, got %s", name, type(v)), 3)
           end
           if find(v, "[\r\n%z]") then
             argerror(fname, format("header %s: value contains CR, LF or NUL (header injection)",
-                                   name), 4)
+                                   name), 3)
           end
         end
         local key = lower(name)
@@ -416,30 +401,30 @@ local SESSION_KNOWN = {
 local function timeouts(fname, t, into)
   if t == nil then return end
   if type(t) == "number" then
-    if not (t > 0) then argerror(fname, "timeout must be a positive number", 4) end
+    if not (t > 0) then argerror(fname, "timeout must be a positive number", 3) end
     into.total = t
   elseif type(t) == "table" then
     for k, v in pairs(t) do
       if k ~= "total" and k ~= "connect" and k ~= "idle" then
-        argerror(fname, format("unknown timeout %q (total, connect or idle)", tostring(k)), 4)
+        argerror(fname, format("unknown timeout %q (total, connect or idle)", tostring(k)), 3)
       end
       if type(v) ~= "number" or not (v > 0) then
-        argerror(fname, format("timeout.%s must be a positive number", k), 4)
+        argerror(fname, format("timeout.%s must be a positive number", k), 3)
       end
       into[k] = v
     end
   else
-    argerror(fname, "timeout must be a number or a table", 4)
+    argerror(fname, "timeout must be a number or a table", 3)
   end
 end
 
 local function check_url(fname, url)
-  if type(url) ~= "string" then argerror(fname, "url must be a string, got " .. type(url), 4) end
+  if type(url) ~= "string" then argerror(fname, "url must be a string, got " .. type(url), 3) end
   if find(url, "[%c ]") then
-    argerror(fname, format("bad URL %q: it contains spaces or control characters", url), 4)
+    argerror(fname, format("bad URL %q: it contains spaces or control characters", url), 3)
   end
   local ok, why = engine.check_url(url)
-  if not ok then argerror(fname, format("bad URL %q: %s", url, why), 4) end
+  if not ok then argerror(fname, format("bad URL %q: %s", url, why), 3) end
 end
 
 -- ---- Session ----------------------------------------------------------------------------

@@ -1,28 +1,25 @@
 -- corio.queue: asyncio's queues in Lua. Exports Queue (FIFO), PriorityQueue (a stable binary
 -- heap) and LifoQueue, plus the QueueFull / QueueEmpty / QueueShutDown error classes.
 --
--- Fairness and cancellation safety come from hand-offs with reservations. A get that has to
--- wait queues a future; the put that brings an item wakes the first waiting getter and
--- *reserves* one item for it (`reserved`), so a newcomer's get cannot take it: getters are
--- served first-come first-served. The item itself stays in the buffer until the woken getter
--- runs and takes it, so a getter cancelled at any point never holds an item: if it was woken
--- and then cancelled, it hands its reservation to the next getter (or releases it). Putters
--- mirror this with reserved free slots (`slots`): a cancelled put never inserts its item,
--- because the item is only inserted by the putter itself once it runs.
---
--- Invariants: live waiting getters => no unreserved item (n - reserved == 0);
---             live waiting putters => no unreserved free slot (n + slots >= cap).
--- So the fast paths need no look at the waiters: put succeeds at once iff n + slots < cap,
--- get iff n - reserved > 0.
+-- Fairness and cancellation safety come from corio.channel's hand-offs with reservations
+-- (getters and putters served first-come first-served; a cancelled one never holds an item
+-- nor inserts one). Invariants: live waiting getters => no unreserved item
+-- (n - ch.reserved == 0); live waiting putters => no unreserved free slot
+-- (n + ch.slots >= cap). So the fast paths need no look at the waiters: put succeeds at once
+-- iff n + ch.slots < cap, get iff n - ch.reserved > 0.
 --
 -- Speed: put and get are the inner loop of every producer/consumer program, so a queue keeps
 -- its state in upvalues of its own methods (one set of closures per queue, none per item):
 -- an upvalue costs a fraction of a table field. The storage (ring, stack or heap) is chosen
 -- with one upvalue test on the hot path.
 local W = require "corio.waiters"
+local channel = require "corio.channel"
+local errors = require "corio.errors"
 
-local new_waiters = W.new
-local QueueFull, QueueEmpty, QueueShutDown = W.QueueFull, W.QueueEmpty, W.QueueShutDown
+local new_waiters, new_channel = W.new, channel.new
+local QueueFull, QueueEmpty, QueueShutDown = errors.QueueFull, errors.QueueEmpty,
+                                            errors.QueueShutDown
+local is_queue_shut_down = errors.is_queue_shut_down
 local pcall, error, type, setmetatable, tostring = pcall, error, type, setmetatable, tostring
 local math_type, HUGE = math.type, math.huge
 
@@ -38,11 +35,13 @@ local function nil_item(op, self, q)
          .. "sentinel value)"
 end
 
+-- Raises at the caller of the queue's constructor (level 4: check_maxsize, new_queue, the
+-- constructor, its caller: the constructors do not tail-call new_queue).
 local function check_maxsize(maxsize, what)
   if maxsize == nil then return 0, HUGE end
   if math_type(maxsize) ~= "integer" then
     if type(maxsize) ~= "number" or maxsize % 1 ~= 0 then
-      error(("%s: maxsize must be an integer, got %s"):format(what, tostring(maxsize)), 3)
+      error(("%s: maxsize must be an integer, got %s"):format(what, tostring(maxsize)), 4)
     end
     maxsize = math.tointeger(maxsize) or maxsize
   end
@@ -76,12 +75,12 @@ local function new_queue(kind, maxsize, less, what)
   q.maxsize, cap = check_maxsize(maxsize, what)
 
   local n = 0             -- items in the buffer
-  local reserved = 0      -- items promised to woken getters that have not run yet
-  local slots = 0         -- free slots promised to woken putters that have not run yet
   local unfinished = 0    -- items put and not yet marked done (task_done/join)
   local is_shut = false
   local lim = cap         -- cap, or 0 once shut down: the fast path of put checks only this
-  local getters, putters, joiners = new_waiters(), new_waiters(), new_waiters()
+  local ch = new_channel()  -- who waits, what was promised to them (reserved, slots)
+  local getters, putters = ch.getters, ch.putters
+  local joiners = new_waiters()
 
   -- ---- storage: a ring (FIFO, doubles when full), a stack (LIFO), or a stable heap ----
   local items = {}
@@ -183,40 +182,15 @@ local function new_queue(kind, maxsize, less, what)
 
   local function added()
     unfinished = unfinished + 1
-    if getters.n > 0 then
-      reserved = reserved + 1
-      getters:wake(true)
-    end
+    if getters.n > 0 then ch:item_added() end
   end
 
   local function removed()
-    if putters.n > 0 then
-      slots = slots + 1
-      putters:wake(true)
-    end
-  end
-
-  -- A putter cancelled after a slot was promised to it: pass it to the next one, or free it.
-  local function pass_slot()
-    slots = slots - 1
-    if not is_shut then removed() end
-  end
-
-  -- A getter cancelled after an item was promised to it: the item stays in the queue for the
-  -- next getter.
-  local function pass_item()
-    if reserved > 0 then
-      reserved = reserved - 1
-      if getters.n > 0 then
-        reserved = reserved + 1
-        getters:wake(true)
-      end
-    end
+    if putters.n > 0 then ch:slot_freed() end
   end
 
   local function wait_put(v)
-    local why = putters:wait(pass_slot)
-    if why then slots = slots - 1 end
+    ch:wait_slot()
     if is_shut then error(shut_down("put"), 2) end
     push(v)
     added()
@@ -224,12 +198,8 @@ local function new_queue(kind, maxsize, less, what)
 
   local function wait_get()
     if is_shut then error(shut_down("get"), 2) end
-    local why = getters:wait(pass_item)
-    if not why or n == 0 then
-      -- woken by shutdown (an immediate one also drops the promised items)
-      error(shut_down("get"), 2)
-    end
-    reserved = reserved - 1
+    -- false: woken by shutdown (an immediate one also dropped the promised items)
+    if not ch:wait_item() then error(shut_down("get"), 2) end
     local v = pop()
     removed()
     return v
@@ -241,22 +211,19 @@ local function new_queue(kind, maxsize, less, what)
   if kind == FIFO then
     -- the ring push and the getter hand-off inlined: the hottest path of all
     function q.put(self, v)
-      if n + slots < lim and v ~= nil and n < size then
+      if n + ch.slots < lim and v ~= nil and n < size then
         local t = tail + 1
         if t > size then t = 1 end
         items[t] = v
         tail = t
         n = n + 1
         unfinished = unfinished + 1
-        if getters.n > 0 then
-          reserved = reserved + 1
-          getters:wake(true)
-        end
+        if getters.n > 0 then ch:item_added() end
         return
       end
       if v == nil then error(nil_item("put", self, q), 2) end
       if is_shut then error(shut_down("put"), 2) end
-      if n + slots < cap then
+      if n + ch.slots < cap then
         push(v)
         return added()
       end
@@ -265,7 +232,7 @@ local function new_queue(kind, maxsize, less, what)
   else
     function q.put(self, v)
       if v == nil then error(nil_item("put", self, q), 2) end
-      if n + slots < lim then
+      if n + ch.slots < lim then
         push(v)
         return added()
       end
@@ -278,7 +245,7 @@ local function new_queue(kind, maxsize, less, what)
   function q.put_nowait(self, v)
     if v == nil then error(nil_item("put_nowait", self, q), 2) end
     if is_shut then error(shut_down("put_nowait"), 2) end
-    if n + slots >= cap then
+    if n + ch.slots >= cap then
       error(QueueFull.new(("put_nowait: the queue is full (maxsize %d)"):format(q.maxsize)), 2)
     end
     push(v)
@@ -288,7 +255,7 @@ local function new_queue(kind, maxsize, less, what)
   -- q:get() -> v [suspends while the queue is empty]
   if kind == FIFO then
     function q.get()
-      if n - reserved > 0 then
+      if n - ch.reserved > 0 then
         local h = head
         local v = items[h]
         items[h] = nil
@@ -296,17 +263,14 @@ local function new_queue(kind, maxsize, less, what)
         if h > size then h = 1 end
         head = h
         n = n - 1
-        if putters.n > 0 then
-          slots = slots + 1
-          putters:wake(true)
-        end
+        if putters.n > 0 then ch:slot_freed() end
         return v
       end
       return wait_get()
     end
   else
     function q.get()
-      if n - reserved > 0 then
+      if n - ch.reserved > 0 then
         local v = pop()
         removed()
         return v
@@ -317,7 +281,7 @@ local function new_queue(kind, maxsize, less, what)
 
   -- q:get_nowait() -> v, or raises QueueEmpty (QueueShutDown once shut down and empty)
   function q.get_nowait()
-    if n - reserved <= 0 then
+    if n - ch.reserved <= 0 then
       if is_shut then error(shut_down("get_nowait"), 2) end
       error(QueueEmpty.new("get_nowait: the queue is empty"), 2)
     end
@@ -349,13 +313,12 @@ local function new_queue(kind, maxsize, less, what)
     if immediate then
       local dropped = n
       while n > 0 do pop() end
-      reserved = 0
+      ch:drop_items()
       unfinished = unfinished - dropped
       if unfinished < 0 then unfinished = 0 end
       if unfinished == 0 then joiners:wake_all(true) end
     end
-    getters:wake_all(false)
-    putters:wake_all(false)
+    ch:close()
   end
 
   function q.qsize() return n end
@@ -371,7 +334,7 @@ local function new_queue(kind, maxsize, less, what)
     return function()
       local ok, v = pcall(get, q)
       if ok then return v end
-      if W.is_queue_shut_down(v) then return nil end
+      if is_queue_shut_down(v) then return nil end
       error(v, 0)
     end
   end
@@ -381,12 +344,14 @@ end
 
 -- corio.Queue([maxsize]) -> a FIFO queue; maxsize nil or <= 0 means unbounded.
 function M.Queue(maxsize)
-  return new_queue(FIFO, maxsize, nil, "Queue")
+  local q = new_queue(FIFO, maxsize, nil, "Queue")
+  return q
 end
 
 -- corio.LifoQueue([maxsize]) -> a last-in first-out queue.
 function M.LifoQueue(maxsize)
-  return new_queue(LIFO, maxsize, nil, "LifoQueue")
+  local q = new_queue(LIFO, maxsize, nil, "LifoQueue")
+  return q
 end
 
 -- corio.PriorityQueue([maxsize][, less]) -> a queue that gives the smallest item first
@@ -396,11 +361,12 @@ function M.PriorityQueue(maxsize, less)
   if less ~= nil and type(less) ~= "function" then
     error(("PriorityQueue: less must be a function, got %s"):format(type(less)), 2)
   end
-  return new_queue(HEAP, maxsize, less or default_less, "PriorityQueue")
+  local q = new_queue(HEAP, maxsize, less or default_less, "PriorityQueue")
+  return q
 end
 
 M.QueueFull, M.QueueEmpty, M.QueueShutDown = QueueFull, QueueEmpty, QueueShutDown
 M.is_queue_full, M.is_queue_empty, M.is_queue_shut_down =
-  W.is_queue_full, W.is_queue_empty, W.is_queue_shut_down
+  errors.is_queue_full, errors.is_queue_empty, is_queue_shut_down
 
 return M

@@ -8,8 +8,9 @@
 -- Timeouts compose: corio.wait_for(function() return lock:acquire() end, 0.5).
 local core = require "corio.core"
 local W = require "corio.waiters"
+local errors = require "corio.errors"
 
-local new_waiters, woken = W.new, W.woken
+local new_waiters = W.new
 local pcall, error, type, setmetatable = pcall, error, type, setmetatable
 local pack, unpack = table.pack, table.unpack
 local is_cancelled = core.is_cancelled
@@ -117,6 +118,7 @@ scoped(Lock)
 local Semaphore = {__name = "corio.Semaphore"}
 Semaphore.__index = Semaphore
 
+-- Raises at the caller of the constructor (level 3: new_semaphore, the constructor, its caller).
 local function new_semaphore(C, n, what)
   if n == nil then n = 1 end
   if math.type(n) ~= "integer" or n < 0 then
@@ -128,7 +130,8 @@ end
 
 -- corio.Semaphore([n = 1]) -> a semaphore with n units.
 function M.Semaphore(n)
-  return new_semaphore(Semaphore, n, "Semaphore")
+  local s = new_semaphore(Semaphore, n, "Semaphore")  -- not a tail call: it keeps level 3
+  return s
 end
 
 -- sem:acquire() -> true [suspends while no unit is free]
@@ -162,7 +165,8 @@ scoped(BoundedSemaphore)
 
 -- corio.BoundedSemaphore([n = 1]) -> a semaphore whose release raises past n units.
 function M.BoundedSemaphore(n)
-  return new_semaphore(BoundedSemaphore, n, "BoundedSemaphore")
+  local s = new_semaphore(BoundedSemaphore, n, "BoundedSemaphore")
+  return s
 end
 
 function BoundedSemaphore:release()
@@ -202,19 +206,18 @@ local function reacquire(lock)
   end
 end
 
+-- A waiter notified, then cancelled before it ran, will not act on the notification: the
+-- next waiter gets it.
+local function pass_notification(cond)
+  cond:_notify(1)
+end
+
 -- cond:wait() -> true [suspends]: releases the lock, waits for notify, re-acquires the lock.
 function Condition:wait()
   if not self._lock._locked then error("wait: the condition's lock is not acquired", 2) end
   self._lock:release()
-  local f = self._waiters:add()
-  local ok, why = pcall(f.await, f)
-  if not ok then
-    if woken(f) then
-      self:_notify(1)  -- we were notified but will not act on it: pass it on
-    else
-      self._waiters:give_up(f)
-    end
-  end
+  local waiters = self._waiters
+  local ok, why = pcall(waiters.wait, waiters, pass_notification, self)
   local cancelled = reacquire(self._lock)
   if not ok then error(why, 0) end
   if cancelled then error(cancelled, 0) end
@@ -254,8 +257,7 @@ scoped(Condition)
 
 -- ---- Barrier -----------------------------------------------------------------------------
 
-M.BrokenBarrier, M.is_broken_barrier =
-  W.error_class("corio.BrokenBarrier", "the barrier is broken")
+M.BrokenBarrier, M.is_broken_barrier = errors.BrokenBarrier, errors.is_broken_barrier
 
 local Barrier = {__name = "corio.Barrier"}
 Barrier.__index = Barrier
@@ -265,33 +267,25 @@ function M.Barrier(parties)
   if math.type(parties) ~= "integer" or parties < 1 then
     error(("Barrier: parties must be a positive integer, got %s"):format(tostring(parties)), 2)
   end
-  return setmetatable({parties = parties, _count = 0, _broken = false,
-                       _waiters = new_waiters()}, Barrier)
+  return setmetatable({parties = parties, _broken = false, _waiters = new_waiters()}, Barrier)
 end
 
 -- barrier:wait() -> index (0 .. parties-1, in arrival order among the parties released
 -- together; the last arrival gets parties-1) [suspends]. Raises BrokenBarrier if the barrier
 -- is (or becomes) broken. A waiter cancelled before the barrier filled leaves it as if it had
--- never arrived, so indices are given when the barrier fills, not on arrival.
+-- never arrived, so indices are given when the barrier fills, not on arrival. The parties
+-- waiting are exactly the live waiters: arriving adds one, filling, abort and reset wake them
+-- all, a cancelled one gives its place up.
 function Barrier:wait()
   if self._broken then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
-  local arrived = self._count + 1
-  self._count = arrived
-  if arrived == self.parties then
-    self._count = 0
+  local waiters = self._waiters
+  if waiters.n + 1 == self.parties then
     local index = 0
-    while self._waiters:wake(index) do index = index + 1 end
+    while waiters:wake(index) do index = index + 1 end
     return index
   end
-  local f = self._waiters:add()
-  local ok, why = pcall(f.await, f)
-  if not ok then
-    if not woken(f) then
-      self._waiters:give_up(f)
-      self._count = self._count - 1
-    end
-    error(why, 0)
-  end
+  -- woken with an index (or false when broken); nothing is handed over, so nothing to pass on
+  local why = waiters:wait()
   if not why then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
   return why
 end
@@ -299,22 +293,20 @@ end
 -- barrier:abort(): breaks the barrier; waiting and future calls raise BrokenBarrier.
 function Barrier:abort()
   self._broken = true
-  self._count = 0
   self._waiters:wake_all(false)
 end
 
 -- barrier:reset(): back to the initial state; current waiters raise BrokenBarrier.
 function Barrier:reset()
   self._waiters:wake_all(false)
-  self._count = 0
   self._broken = false
 end
 
-function Barrier:n_waiting() return self._count end
+function Barrier:n_waiting() return self._waiters.n end
 function Barrier:broken() return self._broken end
 
 Barrier.__tostring = function(b)
-  return ("corio.Barrier (%d/%d waiting%s)"):format(b._count, b.parties,
+  return ("corio.Barrier (%d/%d waiting%s)"):format(b._waiters.n, b.parties,
                                                     b._broken and ", broken" or "")
 end
 

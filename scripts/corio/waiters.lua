@@ -1,5 +1,5 @@
--- corio.waiters: the FIFO of suspended tasks behind every queue and lock, and the error
--- classes of the messaging modules. Internal: used by corio.queue, corio.sync, corio.bus.
+-- corio.waiters: the FIFO of suspended tasks behind every queue and lock. Internal: used by
+-- corio.channel, corio.queue, corio.sync and corio.bus.
 --
 -- A waiter is a corio.Future. Waking one completes its future (with a value that says why);
 -- a waiter that gives up (cancelled, timed out) before being woken cancels its own future,
@@ -10,7 +10,7 @@
 local core = require "corio.core"
 
 local Future = core.Future
-local setmetatable, getmetatable, type, tostring = setmetatable, getmetatable, type, tostring
+local setmetatable, pcall, error = setmetatable, pcall, error
 
 local W = {}
 
@@ -103,31 +103,5 @@ function Waiters:wait(on_handoff, arg)
   end
   return why
 end
-
--- ---- error classes -----------------------------------------------------------------------
-
--- W.error_class(name, default_text) -> class table (the metatable of its instances) and a
--- predicate. Instances are tables {message = ...}; tostring gives "name: message".
-function W.error_class(name, text)
-  local class = {__name = name}
-  class.__index = class
-  class.__tostring = function(e)
-    if e.message == nil then return name .. ": " .. text end
-    return name .. ": " .. tostring(e.message)
-  end
-  class.new = function(message)
-    return setmetatable({message = message}, class)
-  end
-  local function is(e)
-    return type(e) == "table" and getmetatable(e) == class
-  end
-  class.is = is
-  return class, is
-end
-
-W.QueueFull, W.is_queue_full = W.error_class("corio.QueueFull", "the queue is full")
-W.QueueEmpty, W.is_queue_empty = W.error_class("corio.QueueEmpty", "the queue is empty")
-W.QueueShutDown, W.is_queue_shut_down =
-  W.error_class("corio.QueueShutDown", "the queue is shut down")
 
 return W

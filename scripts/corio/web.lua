@@ -6,6 +6,7 @@
 local corio = require "corio"
 local C = require "corio._http_server"
 local json = require "corio.json"
+local errors = require "corio.errors"
 
 local M = {}
 M.json_codec = json
@@ -25,18 +26,13 @@ local TEXT = "text/plain; charset=utf-8"
 -- ---- errors ------------------------------------------------------------------------------
 
 local HTTPError = {__name = "corio.web.HTTPError"}
-HTTPError.__index = HTTPError
 HTTPError.__tostring = function(e)
   return format("HTTPError %d: %s", e.status, e.message)
 end
+errors.register(HTTPError)
 
-local REASONS = {
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
-  [413] = "Content Too Large", [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
-  [429] = "Too Many Requests", [500] = "Internal Server Error", [501] = "Not Implemented",
-  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
-}
+-- The reason phrases are the server's own table (bindings/http_reason.c).
+local REASONS = require("corio._http_reason").reasons
 function M.status_text(status) return REASONS[status] or "Error" end
 
 -- web.HTTPError(status[, message[, headers]]) -> error object; raise it with error(): the
@@ -48,7 +44,7 @@ function M.HTTPError(status, message, headers)
   return setmetatable({status = status, message = message or M.status_text(status),
                        headers = headers}, HTTPError)
 end
-function M.is_http_error(e) return getmetatable(e) == HTTPError end
+M.is_http_error = HTTPError.is
 
 -- ---- responses -------------------------------------------------------------------------
 

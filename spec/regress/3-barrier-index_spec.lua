@@ -4,8 +4,6 @@ local corio = require "corio"
 local support = require "support"
 
 describe("Barrier indices after a cancelled waiter", function()
-  after_each(support.assert_clean)
-
   it("are 0 .. parties-1, each once, in arrival order", function()
     corio.run(function()
       local b = corio.Barrier(3)

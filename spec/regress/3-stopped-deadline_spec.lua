@@ -4,8 +4,6 @@ local corio = require "corio"
 local support = require "support"
 
 describe("a stopped deadline", function()
-  after_each(support.assert_clean)
-
   it("does not delay the end of a script", function()
     local script = support.script([[
       local corio = require "corio"

@@ -41,6 +41,6 @@ assert(okc and v == "early", tostring(v))
 assert(require("cjson").encode({1, 2}) == "[1,2]")
 
 -- nothing left behind
-local st = corio._stats()
+local st = require("corio.core")._stats()
 assert(st.tasks == 0 and st.timers == 0 and st.handles == 0, "leftovers")
 print("module: ok")
