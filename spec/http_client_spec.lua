@@ -514,6 +514,21 @@ describe("corio.http", function()
             http.get("http://127.0.0.1:1/x"))
     end)
 
+    it("ECONNREFUSED after a server restart says refused, not the earlier reset", function()
+      local gone = hs.server()
+      local s = http.Session()
+      assert.equal("hello", s:get(gone.base .. "/hello").body)
+      -- the server resets the pooled connection and exits: curl retries on a fresh
+      -- connection, which is refused
+      local r, msg, code = s:get(gone.base .. "/reset?exit=1")
+      s:close()
+      gone.stop()
+      assert.is_nil(r)
+      assert.equal("ECONNREFUSED", code)
+      assert.matches("^GET http://127%.0%.0%.1:%d+/reset%?exit=1: Connection refused %(", msg)
+      assert.not_matches("reset by peer", msg)
+    end)
+
     it("EDNS (a name the resolver rejects without asking the network)", function()
       local host = ("a"):rep(64) .. ".example"
       fails("EDNS", "^GET http://" .. host .. "/: Could not resolve host",
