@@ -110,8 +110,12 @@ void *corio__system_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 corio_pool *corio__pool_new(void) {
   const char *mode = getenv("CORIO_ALLOC");
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)  /* gcc */
   if (!mode) mode = "system";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)  /* clang (the fuzz build) */
+  if (!mode) mode = "system";
+#endif
 #endif
   if (mode && strcmp(mode, "system") == 0) return NULL;
   return calloc(1, sizeof(corio_pool));
