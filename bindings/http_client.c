@@ -461,17 +461,21 @@ static int push_failure(lua_State *L, xfer *x, const char *method, const char *u
     case X_CLOSED: what = "the session was closed"; break;
     case X_NOMEM: what = "out of memory"; break;
     case CURLE_COULDNT_CONNECT: {
-      long oserr = 0;
-      C.easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
-      if (oserr) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s %s: %s (%s)", method, url, strerror((int)oserr),
-                        x->errbuf[0] ? x->errbuf : "could not connect");
-        lua_pushstring(L, error_code(x));
-        return 3;
-      }
+      /* The text follows the code. curl keeps the first error of a transfer in errbuf (and
+       * may keep an earlier errno): a request on a pooled connection that the server reset
+       * while restarting is retried on a fresh connection, and when that one is refused,
+       * errbuf still says "Recv failure: Connection reset by peer". */
+      const char *code = error_code(x);
+      int err = strcmp(code, "ENETUNREACH") == 0    ? ENETUNREACH
+                : strcmp(code, "EHOSTUNREACH") == 0 ? EHOSTUNREACH
+                                                     : ECONNREFUSED;
+      const char *detail = strstr(x->errbuf, "connect") ? x->errbuf
+                                                        : C.easy_strerror(CURLE_COULDNT_CONNECT);
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s %s: %s (%s)", method, url, strerror(err), detail);
+      lua_pushstring(L, code);
+      return 3;
     }
-    /* fall through */
     default:
       what = x->errbuf[0] ? x->errbuf : C.easy_strerror((CURLcode)x->result);
   }

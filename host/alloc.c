@@ -1,14 +1,19 @@
-/* The default Lua allocator of a runtime: small blocks (up to 1 KiB, the coroutines, task
- * records, closures and tables that tasks are made of) come from per-size free lists carved
- * out of large arenas backed by transparent huge pages; larger blocks go to malloc.
+/* The default Lua allocator of a runtime, chosen by measurement (bench/alloc.sh, issue 17):
+ * malloc, counting the bytes Lua holds, with malloc_trim once they fall under a quarter of
+ * their high-water mark, so that memory freed after a burst goes back to the system
+ * (CORIO_ALLOC=trim, the default).
  *
- * Why: a burst of 100,000 tasks touches ~140 MB of fresh memory, and with 4 KiB pages the
- * page faults cost more than everything else together (measured: 0.45 s -> 0.15 s for the
- * spawn benchmark). Lua passes the old size to every free and realloc, so blocks need no
- * header. Trade-off: freed small blocks stay in their size class for reuse and are returned
- * to the system only when the runtime closes; a steady server reuses them, a one-off burst
- * keeps its peak. CORIO_ALLOC=system (or a sanitizer build) uses plain malloc instead, so
- * that ASan and valgrind see every block. */
+ * The alternative kept behind CORIO_ALLOC=pool: small blocks (up to 1 KiB, the coroutines,
+ * task records, closures and tables that tasks are made of) from per-size free lists carved
+ * out of large arenas backed by transparent huge pages; larger blocks from malloc. It spawns
+ * a burst of 100,000 tasks ~20 % faster (fewer page faults), but freed small blocks stay in
+ * their size class and are never returned: after a burst the process keeps its peak, and a
+ * workload that shifts from one size class to another runs out of memory with most of it
+ * free (under 300 MiB: 41,000 tasks after filling with tables, 193,000 fresh; malloc:
+ * 238,000 both ways). Lua passes the old size to every free and realloc, so blocks need no
+ * header. CORIO_ALLOC=system is plain malloc (a sanitizer build uses it too, so that ASan and
+ * valgrind see every block). */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,7 +32,12 @@ typedef struct arena {
   size_t maplen;
 } arena;
 
+/* Below this high-water mark, memory is not worth a trim. */
+#define TRIM_MIN ((size_t)4 << 20)
+
 struct corio_pool {
+  int trim;                  /* malloc, with a trim after the heap shrank (no pooling) */
+  size_t in_use, high;       /* (trim) bytes Lua holds, and the most since the last trim */
   void *free[NCLASSES + 1];  /* per class: singly linked free blocks */
   char *bump, *end;          /* the unused tail of the newest arena */
   arena *arenas;
@@ -74,9 +84,32 @@ static void small_free(corio_pool *p, void *b, size_t c) {
   p->free[c] = b;
 }
 
+/* malloc, counting the bytes Lua holds. When they fall under a quarter of their high-water
+ * mark, malloc_trim gives the free pages inside the heap back to the system (glibc's free
+ * only gives back the top of the heap, so after a burst the rest stays resident for good).
+ * The mark then restarts from what is in use, so a trim costs at most one walk of the free
+ * lists per fourfold shrink. */
+static void *trim_alloc(corio_pool *p, void *ptr, size_t osize, size_t nsize) {
+  if (nsize == 0) {
+    free(ptr);
+    p->in_use -= osize;
+    if (p->high > TRIM_MIN && p->in_use < p->high / 4) {
+      malloc_trim(0);
+      p->high = p->in_use;
+    }
+    return NULL;
+  }
+  void *n = realloc(ptr, nsize);
+  if (!n) return NULL;
+  p->in_use += nsize - osize;
+  if (p->in_use > p->high) p->high = p->in_use;
+  return n;
+}
+
 void *corio__pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   corio_pool *p = ud;
   if (ptr == NULL) osize = 0;  /* then osize only tells the kind of object */
+  if (p->trim) return trim_alloc(p, ptr, osize, nsize);
   size_t oc = osize <= SMALL_MAX ? class_of(osize) : 0;
   size_t nc = nsize <= SMALL_MAX ? class_of(nsize) : 0;
   if (nsize == 0) {
@@ -110,11 +143,17 @@ void *corio__system_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 corio_pool *corio__pool_new(void) {
   const char *mode = getenv("CORIO_ALLOC");
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)  /* gcc */
+  if (!mode) mode = "system";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)  /* clang (the fuzz build) */
   if (!mode) mode = "system";
 #endif
+#endif
   if (mode && strcmp(mode, "system") == 0) return NULL;
-  return calloc(1, sizeof(corio_pool));
+  corio_pool *p = calloc(1, sizeof(corio_pool));
+  if (p && !(mode && strcmp(mode, "pool") == 0)) p->trim = 1;
+  return p;
 }
 
 void corio__pool_free(corio_pool *p) {

@@ -458,7 +458,7 @@ corio_runtime *corio_open_ex(const corio_options *opts) {
   if (o.alloc) {
     rt->L = lua_newstate(o.alloc, o.alloc_ud);
   } else {
-    /* the default: pooled small blocks on huge-page arenas (host/alloc.c) */
+    /* the default: malloc that gives memory back after a burst (host/alloc.c) */
     rt->pool = corio__pool_new();
     rt->L = lua_newstate(rt->pool ? corio__pool_alloc : corio__system_alloc, rt->pool);
   }

@@ -2,18 +2,93 @@
  * drivers (run until idle, drive from top-level code). The public corio_* entry points are
  * in embed.c. */
 
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "runtime.h"
 
-static char ANCHORS;  /* registry key: the table of anchored values */
+static char ANCHORS;  /* registry key: the anchor set (a userdata; user value 1: the table) */
 
-/* ---- anchors ----------------------------------------------------------------------------- */
+/* ---- anchors -----------------------------------------------------------------------------
+ * An anchor is a slot of one table, its integer key the ref. luaL_ref would never give the
+ * memory back: it keeps its free list inside the table, so after a burst of a million tasks
+ * the table keeps a million slots (16 MB) forever. Here a bitmap of used slots lives beside
+ * the table; a new anchor takes the lowest free slot, so the live ones stay packed at the
+ * bottom, and when the highest live slot falls under a quarter of the table's size the table
+ * and the bitmap are rebuilt smaller (the live refs keep their numbers). */
+
+typedef struct anchor_set {
+  uint64_t *used;  /* bit r-1 set: slot r is live */
+  int cap;         /* slots the bitmap covers (a multiple of 64) */
+  int top;         /* highest live slot, 0 if none */
+  int hint;        /* no free slot below word `hint` */
+} anchor_set;
+
+#define MIN_SLOTS 1024
+
+static anchor_set *push_set(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ANCHORS);
+  anchor_set *a = lua_touserdata(L, -1);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  return a;  /* the table is on the stack */
+}
+
+/* Grow the bitmap to `cap` slots. Returns 0 if out of memory. (The table grows by itself.) */
+static int grow_set(anchor_set *a, int cap) {
+  uint64_t *used = realloc(a->used, sizeof *used * (size_t)(cap / 64));
+  if (!used) return 0;
+  memset(used + a->cap / 64, 0, sizeof *used * (size_t)((cap - a->cap) / 64));
+  a->used = used;
+  a->cap = cap;
+  return 1;
+}
+
+/* (protected) shrink_set(set, table, cap): a fresh table holding slots 1..top replaces the
+ * set's, then the bitmap shrinks to cap slots. Unanchoring happens in libuv callbacks and
+ * finalizers, where a memory error must not escape: hence the protected call. */
+static int shrink_set(lua_State *L) {
+  anchor_set *a = lua_touserdata(L, 1);
+  int cap = (int)lua_tointeger(L, 3);
+  lua_createtable(L, a->top, 0);
+  for (int r = 1; r <= a->top; r++) {
+    lua_rawgeti(L, 2, r);
+    lua_rawseti(L, -2, r);
+  }
+  lua_setiuservalue(L, 1, 1);
+  uint64_t *used = realloc(a->used, sizeof *used * (size_t)(cap / 64));
+  if (used) a->used = used;  /* else the larger block serves */
+  a->cap = cap;
+  if (a->hint > cap / 64) a->hint = cap / 64;
+  return 0;
+}
+
+static int anchors_gc(lua_State *L) {
+  anchor_set *a = lua_touserdata(L, 1);
+  free(a->used);
+  a->used = NULL;
+  return 0;
+}
 
 int corio__anchor(lua_State *L, int idx) {
   corio_runtime *rt = corio__rt(L);
   idx = lua_absindex(L, idx);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ANCHORS);
+  if (lua_isnil(L, idx)) return LUA_REFNIL;
+  anchor_set *a = push_set(L);
+  int w = a->hint;
+  while (w < a->cap / 64 && a->used[w] == ~(uint64_t)0) w++;
+  if (w == a->cap / 64) {
+    int cap = a->cap ? a->cap * 2 : MIN_SLOTS;
+    if (a->cap > INT_MAX / 2 || !grow_set(a, cap)) luaL_error(L, "corio: out of memory");
+  }
+  a->hint = w;
+  int bit = __builtin_ctzll(~a->used[w]);
+  a->used[w] |= (uint64_t)1 << bit;
+  int ref = w * 64 + bit + 1;
+  if (ref > a->top) a->top = ref;
   lua_pushvalue(L, idx);
-  int ref = luaL_ref(L, -2);
+  lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
   rt->anchors++;
   return ref;
@@ -22,20 +97,39 @@ int corio__anchor(lua_State *L, int idx) {
 void corio__unanchor(lua_State *L, int ref) {
   if (ref == LUA_NOREF || ref == LUA_REFNIL) return;
   corio_runtime *rt = corio__rt(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ANCHORS);
-  luaL_unref(L, -1, ref);
+  anchor_set *a = push_set(L);
+  int w = (ref - 1) / 64;
+  a->used[w] &= ~((uint64_t)1 << ((ref - 1) % 64));
+  if (w < a->hint) a->hint = w;
+  lua_pushnil(L);
+  lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
+  if (ref == a->top) {
+    /* find the new highest live slot, a word at a time */
+    w = (a->top - 1) / 64;
+    while (w >= 0 && a->used[w] == 0) w--;
+    a->top = w < 0 ? 0 : w * 64 + 63 - __builtin_clzll(a->used[w]) + 1;
+    if (a->cap > MIN_SLOTS && a->top < a->cap / 4) {
+      int cap = a->cap / 2;
+      while (cap > MIN_SLOTS && a->top < cap / 4) cap /= 2;
+      lua_pushcfunction(L, shrink_set);
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &ANCHORS);
+      lua_getiuservalue(L, -1, 1);
+      lua_pushinteger(L, cap);
+      if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);  /* out of memory: keep the old */
+    }
+  }
   rt->anchors--;
 }
 
 void corio__push_anchor(lua_State *L, int ref) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ANCHORS);
+  push_set(L);
   lua_rawgeti(L, -1, ref);
   lua_remove(L, -2);
 }
 
 void corio__push_anchors(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ANCHORS);
+  push_set(L);
 }
 
 /* ---- running ready tasks --------------------------------------------------------------- */
@@ -148,7 +242,14 @@ int corio__fail(lua_State *L, const char *op, const char *target, int uverr) {
 /* ---- state setup shared with embed.c --------------------------------------------------- */
 
 void corio__anchors_init(lua_State *L) {
+  anchor_set *a = lua_newuserdatauv(L, sizeof *a, 1);
+  memset(a, 0, sizeof *a);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, anchors_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
   lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ANCHORS);
 }
 

@@ -84,4 +84,57 @@ describe("corio.json", function()
     local v = json.decode(json.encode({[1] = "a", [3] = "c"}))
     assert.same({["1"] = "a", ["3"] = "c"}, v)
   end)
+
+  -- Issue 17 (found again by fuzz/fuzz_json.c): decode must never produce a value that
+  -- encode refuses, nor accept or write invalid UTF-8.
+  describe("exactness", function()
+    local function decode_error(text)
+      local ok, e = pcall(json.decode, text)
+      assert.is_false(ok)
+      return e
+    end
+
+    it("refuses numbers beyond a float's range instead of making infinities", function()
+      assert.equal("json: number out of range at position 7 near '1e400}'",
+                   decode_error('{"a": 1e400}'))
+      assert.matches("^json: number out of range at position 2 ", decode_error("[-1e400]"))
+      assert.matches("^json: number out of range at position 1 ",
+                     decode_error(("1"):rep(100000)))
+      -- still fine: past 64 bits but within a float, and underflow to zero
+      assert.equal(2^64, json.decode("18446744073709551616"))
+      assert.equal(0.0, json.decode("1e-400"))
+      assert.equal("1e+308", json.encode(json.decode("1e308")))
+    end)
+
+    it("refuses invalid UTF-8 in strings, with its position", function()
+      assert.equal("json: invalid UTF-8 at position 2 near '\255\"'", decode_error('"\255"'))
+      assert.matches("^json: invalid UTF%-8 at position 4 ", decode_error('"ab\192\128"'))
+      assert.matches("^json: invalid UTF%-8 at position 6 ",
+                     decode_error('["x\\n\237\160\128"]'))  -- after an escape
+      assert.matches("^json: invalid UTF%-8 at position 8 ",
+                     decode_error('{"k": "\244\144\128\128"}'))  -- past U+10FFFF
+      assert.equal("caf\195\169 \240\159\152\128",
+                   json.decode('"caf\195\169 \240\159\152\128"'))
+    end)
+
+    it("refuses to encode invalid UTF-8, in values and keys", function()
+      assert.has_error(function() json.encode("a\255b") end,
+                       "json.encode: invalid UTF-8 at position 2 of a string")
+      assert.has_error(function() json.encode({["\192\128"] = 1}) end,
+                       "json.encode: invalid UTF-8 at position 1 of a string")
+      assert.has_error(function() json.encode({"\237\160\128"}) end)
+    end)
+
+    it("replaces invalid UTF-8 with U+FFFD on request", function()
+      local r = {utf8 = "replace"}
+      assert.equal("a\u{FFFD}b\u{FFFD}c\u{FFFD}d",
+                   json.decode('"a\255b\192\128c\237\160\128d"', r))
+      assert.equal('"a\u{FFFD}b"', json.encode("a\255b", r))
+      assert.equal('"ok"', json.encode("ok", {utf8 = "strict"}))
+      assert.has_error(function() json.decode("1", {utf8 = "lax"}) end,
+                       'json.decode: utf8 must be "strict" or "replace"')
+      -- the option holds for its call only
+      assert.has_error(function() json.decode('"\255"') end)
+    end)
+  end)
 end)

@@ -641,4 +641,8 @@ end
 
 M.version = engine.version
 
+-- The pieces that handle untrusted text, for fuzz/fuzz_http_client.c (not API).
+M._internal = {parse_head = parse_head, header_lines = header_lines, check_url = check_url,
+               join_url = join_url}
+
 return M

@@ -2,12 +2,17 @@
 -- every 64-bit integer round-trips exactly, floats use the shortest exact form, and JSON null
 -- is `json.null` (distinct from a missing key). Exports: encode, decode, null, array,
 -- is_array, object.
+-- Exact both ways: a number too large for a float (1e400, a 400-digit integer) is an error
+-- rather than infinity, and text must be valid UTF-8 (no overlong forms, no encoded
+-- surrogates): decode and encode raise with the byte offset, or with {utf8 = "replace"}
+-- put U+FFFD in place of each invalid sequence.
 -- Why not lua-cjson 2.1.0: it decodes every number as a float and encodes at most 14 digits.
 local M = {}
 
 local byte, char, find, sub, format = string.byte, string.char, string.find, string.sub,
   string.format
 local concat, tointeger, mtype, utf8char = table.concat, math.tointeger, math.type, utf8.char
+local utf8len, huge = utf8.len, math.huge
 local type, pairs, next, setmetatable, getmetatable, error, tostring, tonumber =
   type, pairs, next, setmetatable, getmetatable, error, tostring, tonumber
 
@@ -48,9 +53,37 @@ local escapes = {
 
 local decode_value
 
+-- Strings: s itself when it is valid UTF-8 (strict: utf8.len rejects overlong forms,
+-- surrogates and code points past U+10FFFF); else nil and the offset (1-based) of the first
+-- invalid byte, or with `replace` the string with U+FFFD for each invalid sequence.
+local function check_utf8(s, replace)
+  if not find(s, "[\128-\255]") then return s end
+  local ok, bad = utf8len(s)
+  if ok then return s end
+  if not replace then return nil, bad end
+  local out, n, pos = {}, 0, 1
+  while bad do
+    n = n + 1; out[n] = sub(s, pos, bad - 1)
+    n = n + 1; out[n] = "\u{FFFD}"
+    -- skip the invalid byte and the continuation bytes after it
+    pos = bad + 1
+    while true do
+      local b = byte(s, pos)
+      if not b or b < 0x80 or b > 0xBF then break end
+      pos = pos + 1
+    end
+    ok, bad = utf8len(s, pos)
+    if ok then bad = nil end
+  end
+  n = n + 1; out[n] = sub(s, pos)
+  return concat(out, "", 1, n)
+end
+
 local function skip(s, pos)
   return find(s, "[^ \t\r\n]", pos) or #s + 1
 end
+
+local replace_utf8 = false  -- decode's option, for the call in progress
 
 local function decode_string(s, pos)
   -- pos is just after the opening quote
@@ -61,12 +94,21 @@ local function decode_string(s, pos)
     if not q then fail(s, start - 1, "unterminated string") end
     local c = byte(s, q)
     if c == 34 then
-      if not parts then return sub(s, start, q - 1), q + 1 end
-      n = n + 1; parts[n] = sub(s, pos, q - 1)
+      local raw, bad
+      if not parts then
+        raw, bad = check_utf8(sub(s, start, q - 1), replace_utf8)
+        if not raw then fail(s, start + bad - 1, "invalid UTF-8") end
+        return raw, q + 1
+      end
+      raw, bad = check_utf8(sub(s, pos, q - 1), replace_utf8)
+      if not raw then fail(s, pos + bad - 1, "invalid UTF-8") end
+      n = n + 1; parts[n] = raw
       return concat(parts), q + 1
     elseif c == 92 then
       parts = parts or {}
-      n = n + 1; parts[n] = sub(s, pos, q - 1)
+      local raw, bad = check_utf8(sub(s, pos, q - 1), replace_utf8)
+      if not raw then fail(s, pos + bad - 1, "invalid UTF-8") end
+      n = n + 1; parts[n] = raw
       local e = byte(s, q + 1)
       if e == 117 then -- \uXXXX
         local hex = sub(s, q + 2, q + 5)
@@ -113,9 +155,13 @@ local function decode_number(s, pos)
     -- Integers stay integers; one beyond 64 bits becomes the nearest float (as JSON allows).
     local v = tointeger(tonumber(text))
     if v and format("%d", v) == text then return v, j + 1 end
-    return tonumber(text .. ".0"), j + 1
+    v = tonumber(text .. ".0")
+    if v == huge or v == -huge then fail(s, pos, "number out of range") end
+    return v, j + 1
   end
-  return tonumber(text), j + 1
+  local v = tonumber(text)
+  if v == huge or v == -huge then fail(s, pos, "number out of range") end
+  return v, j + 1
 end
 
 local function decode_array(s, pos, depth)
@@ -178,12 +224,28 @@ decode_value = function(s, pos, depth)
   fail(s, pos, "unexpected character")
 end
 
--- json.decode(text) -> value. Raises "json: ..." on invalid input (with the position).
-function M.decode(s)
+local function utf8_option(fname, opts)
+  if opts == nil then return false end
+  if type(opts) ~= "table" then
+    error(format("json.%s: options must be a table, got %s", fname, type(opts)), 3)
+  end
+  local u = opts.utf8
+  if u == nil or u == "strict" then return false end
+  if u == "replace" then return true end
+  error(format("json.%s: utf8 must be \"strict\" or \"replace\"", fname), 3)
+end
+
+-- json.decode(text[, {utf8 = "strict" | "replace"}]) -> value. Raises "json: ..." on
+-- invalid input with the byte position (numbers beyond a float's range and invalid UTF-8 in
+-- strings are invalid input; "replace" puts U+FFFD in place of the latter).
+function M.decode(s, opts)
   if type(s) ~= "string" then
     error(format("json.decode: expected a string, got %s", type(s)), 2)
   end
-  local v, pos = decode_value(s, 1, 0)
+  replace_utf8 = utf8_option("decode", opts)
+  local ok, v, pos = pcall(decode_value, s, 1, 0)
+  replace_utf8 = false
+  if not ok then error(v, 0) end
   pos = skip(s, pos)
   if pos <= #s then fail(s, pos, "trailing garbage") end
   return v
@@ -201,7 +263,14 @@ for i = 0, 31 do
 end
 str_escapes["\127"] = "\\u007f"
 
+local encode_replace = false  -- encode's option, for the call in progress
+
 local function encode_string(s)
+  local bad
+  s, bad = check_utf8(s, encode_replace)
+  if not s then
+    error(format("json.encode: invalid UTF-8 at position %d of a string", bad), 0)
+  end
   if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
   return '"' .. s:gsub('[%c"\\]', str_escapes) .. '"'
 end
@@ -277,11 +346,16 @@ encode_value = function(v, buf, n, depth, seen)
   return n
 end
 
--- json.encode(value) -> text. Raises on values JSON cannot hold (functions, NaN, cycles).
--- A table is an array when its keys are exactly 1..#t (or it was marked with json.array).
-function M.encode(v)
+-- json.encode(value[, {utf8 = "strict" | "replace"}]) -> text. Raises on values JSON cannot
+-- hold (functions, NaN, infinities, cycles, strings that are not valid UTF-8 unless
+-- "replace"). A table is an array when its keys are exactly 1..#t (or it was marked with
+-- json.array).
+function M.encode(v, opts)
+  encode_replace = utf8_option("encode", opts)
   local buf = {}
-  local n = encode_value(v, buf, 0, 0, {})
+  local ok, n = pcall(encode_value, v, buf, 0, 0, {})
+  encode_replace = false
+  if not ok then error(n, 0) end
   return concat(buf, "", 1, n)
 end
 
