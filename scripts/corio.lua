@@ -196,11 +196,15 @@ function M.timeout(seconds, fn, ...)
     -- top-level code: run the body as a task so that it can be cancelled
     return M.run(M.timeout, seconds, fn, ...)
   end
+  -- As asyncio's Timeout: the cancellation that comes out is ours only if, once our own
+  -- request is withdrawn, no more are pending than on entry (a task that had caught an
+  -- earlier cancel still gets Timeout; an outside cancel that came meanwhile wins).
+  local entry = task:cancelling()
   local deadline = timer._deadline(seconds)
   local r = pack(pcall(fn, ...))
   local fired = deadline:stop()
   if fired then
-    if task:uncancel() == 0 and (not r[1] and is_cancelled(r[2])) then
+    if task:uncancel() <= entry and (not r[1] and is_cancelled(r[2])) then
       error(errors.Timeout.new(("timed out after %g seconds"):format(seconds)), 0)
     end
   end
@@ -210,24 +214,33 @@ end
 
 -- corio.wait_for(task_or_fn, seconds) -> results
 -- Waits for a task (or runs a function) with a time limit: on expiry the work is cancelled
--- (and waited for) and corio.Timeout is raised.
+-- (and waited for) and corio.Timeout is raised; an error the task raised while it was being
+-- cancelled comes out instead, and a value it returned anyway is returned. A limit of 0 or
+-- less raises Timeout at once: a function is not started, a task not done is cancelled.
 function M.wait_for(aw, seconds)
+  if seconds ~= nil and type(seconds) ~= "number" then
+    error(("wait_for: seconds must be a number, got %s"):format(type(seconds)), 2)
+  end
   if is_task(aw) then
     if seconds == nil or aw:done() then return aw:await() end
-    local r = pack(pcall(M.timeout, seconds, aw.await, aw))
-    if not r[1] then
-      if is_timeout(r[2]) and not aw:done() then
+    local r = pack(pcall(M.timeout, math.max(seconds, 0), aw.await, aw))
+    if not r[1] and is_timeout(r[2]) then
+      if not aw:done() then
         aw:cancel()
         pcall(_wait, {aw}, 1, false)
       end
-      error(r[2], 0)
+      if not aw:cancelled() then return aw:await() end  -- its error, or its value
     end
+    if not r[1] then error(r[2], 0) end
     return unpack(r, 2, r.n)
   end
   if type(aw) ~= "function" then
     error(("wait_for: expected a task or a function, got %s"):format(type(aw)), 2)
   end
   if seconds == nil then return aw() end
+  if seconds <= 0 then
+    error(errors.Timeout.new(("timed out after %g seconds"):format(seconds)), 2)
+  end
   return M.timeout(seconds, aw)
 end
 
@@ -264,8 +277,14 @@ end
 -- Yields the tasks in the order they finish (functions are spawned first).
 function M.as_completed(list, opts)
   opts = opts or {}
-  local tasks = {}
-  for i = 1, #list do tasks[i] = as_task(list[i], "as_completed") end
+  local tasks, seen = {}, {}
+  for i = 1, #list do
+    local t = as_task(list[i], "as_completed")
+    if not seen[t] then           -- the same task twice is one task, yielded once
+      seen[t] = true
+      tasks[#tasks + 1] = t
+    end
+  end
   -- `finished` is a FIFO with explicit ends: slots below head are cleared, so its length
   -- operator would be meaningless.
   local finished, head, tail = {}, 1, 0

@@ -262,52 +262,87 @@ M.BrokenBarrier, M.is_broken_barrier = errors.BrokenBarrier, errors.is_broken_ba
 local Barrier = {__name = "corio.Barrier"}
 Barrier.__index = Barrier
 
+-- A barrier cycles through states as asyncio's does: "filling" (parties arrive), "draining"
+-- (it filled: the released parties are still resuming, and newcomers wait for the next
+-- cycle), "resetting" (reset() came while draining: the parties still draining raise
+-- BrokenBarrier) and "broken" (abort(): every wait raises BrokenBarrier until reset()).
+
 -- corio.Barrier(parties) -> a barrier that releases its waiters each time `parties` wait.
 function M.Barrier(parties)
   if math.type(parties) ~= "integer" or parties < 1 then
     error(("Barrier: parties must be a positive integer, got %s"):format(tostring(parties)), 2)
   end
-  return setmetatable({parties = parties, _broken = false, _waiters = new_waiters()}, Barrier)
+  return setmetatable({parties = parties, _state = "filling", _draining = 0,
+                       _waiters = new_waiters(), _blocked = new_waiters()}, Barrier)
+end
+
+local function broken_error(level)
+  error(M.BrokenBarrier.new("wait: the barrier is broken"), level + 1)
+end
+
+-- A released party has resumed (or given up): the last one ends the draining phase and lets
+-- the parties that arrived meanwhile in.
+local function drained(b)
+  b._draining = b._draining - 1
+  if b._draining == 0 and (b._state == "draining" or b._state == "resetting") then
+    b._state = "filling"
+    b._blocked:wake_all(true)
+  end
 end
 
 -- barrier:wait() -> index (0 .. parties-1, in arrival order among the parties released
 -- together; the last arrival gets parties-1) [suspends]. Raises BrokenBarrier if the barrier
--- is (or becomes) broken. A waiter cancelled before the barrier filled leaves it as if it had
--- never arrived, so indices are given when the barrier fills, not on arrival. The parties
--- waiting are exactly the live waiters: arriving adds one, filling, abort and reset wake them
--- all, a cancelled one gives its place up.
+-- is (or becomes) broken, or is reset or aborted before this party has resumed. A waiter
+-- cancelled before the barrier filled leaves it as if it had never arrived, so indices are
+-- given when the barrier fills, not on arrival.
 function Barrier:wait()
-  if self._broken then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
+  while self._state == "draining" or self._state == "resetting" do
+    self._blocked:wait()       -- the previous cycle is still draining
+  end
+  if self._state == "broken" then broken_error(2) end
   local waiters = self._waiters
   if waiters.n + 1 == self.parties then
     local index = 0
     while waiters:wake(index) do index = index + 1 end
+    if index > 0 then
+      self._state, self._draining = "draining", index
+    end
     return index
   end
-  -- woken with an index (or false when broken); nothing is handed over, so nothing to pass on
-  local why = waiters:wait()
-  if not why then error(M.BrokenBarrier.new("wait: the barrier is broken"), 2) end
+  -- woken with an index (or false when broken or reset while filling); a party released and
+  -- then cancelled before it resumed still counts as drained
+  local why = waiters:wait(drained, self)
+  if why == false then broken_error(2) end
+  local state = self._state
+  drained(self)
+  if state ~= "draining" then broken_error(2) end  -- reset or aborted before it resumed
   return why
 end
 
--- barrier:abort(): breaks the barrier; waiting and future calls raise BrokenBarrier.
+-- barrier:abort(): breaks the barrier; waiting, draining and future calls raise BrokenBarrier.
 function Barrier:abort()
-  self._broken = true
+  self._state = "broken"
   self._waiters:wake_all(false)
+  self._blocked:wake_all(true)
 end
 
--- barrier:reset(): back to the initial state; current waiters raise BrokenBarrier.
+-- barrier:reset(): back to the initial state; the parties waiting, or released but not yet
+-- resumed, raise BrokenBarrier.
 function Barrier:reset()
   self._waiters:wake_all(false)
-  self._broken = false
+  if self._state == "draining" then
+    self._state = "resetting"
+  elseif self._state ~= "resetting" then
+    self._state = "filling"
+    self._blocked:wake_all(true)
+  end
 end
 
 function Barrier:n_waiting() return self._waiters.n end
-function Barrier:broken() return self._broken end
+function Barrier:broken() return self._state == "broken" end
 
 Barrier.__tostring = function(b)
-  return ("corio.Barrier (%d/%d waiting%s)"):format(b._waiters.n, b.parties,
-                                                    b._broken and ", broken" or "")
+  return ("corio.Barrier (%d/%d waiting, %s)"):format(b._waiters.n, b.parties, b._state)
 end
 
 return M
