@@ -121,7 +121,7 @@ local function finish(self, body_failed, body_error)
     if body_error == nil then body_error = "(error object is a nil value)" end
     if is_cancelled(body_error) and self._owner_cancel_pending then
       -- our own cancellation of the body, because a child failed
-      body_error, self._owner_cancel_pending = nil, false
+      body_error, self._owner_cancel_pending, self._absorbed = nil, false, true
     elseif is_cancelled(body_error) then
       outer_cancel = body_error
       cancel_children(self)
@@ -138,7 +138,7 @@ local function finish(self, body_failed, body_error)
         cancel_children(self)
         if body_error == nil then body_error = err end
       elseif self._owner_cancel_pending then
-        self._owner_cancel_pending = false  -- ours, delivered late
+        self._owner_cancel_pending, self._absorbed = false, true  -- ours, delivered late
       else
         outer_cancel = outer_cancel or err
         cancel_children(self)
@@ -148,7 +148,13 @@ local function finish(self, body_failed, body_error)
   -- the callbacks of the last children run soon after they finish: account for them here
   for _, t in ipairs(self._children) do child_done(self, t) end
   self._closed = true
-  if self._cancelled_owner and self._owner then self._owner:uncancel() end
+  local owner = self._owner
+  if self._cancelled_owner and owner and owner:uncancel() > 0 and self._absorbed then
+    -- Someone else cancelled the owner too, and the one Cancelled delivered was taken as
+    -- ours: theirs must not be lost, so the owner's next suspension raises it (as asyncio).
+    owner:cancel()
+    owner:uncancel()
+  end
   local errors = self._errors
   if body_error ~= nil and not is_cancelled(body_error) then
     table.insert(errors, 1, body_error)
