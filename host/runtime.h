@@ -107,7 +107,6 @@ struct corio_runtime {
   void *on_error_ud;
   char errbuf[512];
   corio_pool *pool;
-  int closing;
   struct corio_embed *embed;/* state of the embedding API (embed.c) */
 };
 

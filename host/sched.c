@@ -325,7 +325,7 @@ static int await_resume(lua_State *L, int status, lua_KContext ctx) {
 
 static const corio_wait YIELD_NOW = {"sleep(0)", NULL};
 
-static int skip_poll(corio_runtime *rt) {
+static int never_poll(corio_runtime *rt) {
   (void)rt;
   return 1;
 }
@@ -348,7 +348,7 @@ int corio__await_named(lua_State *L, const corio_wait *wait, const char *name, v
   if (wait == &YIELD_NOW) {
     corio__wake(rt, t);
     if (t->flags & CORIO_F_MAIN) {  /* top level: let the tasks ready now have their turn */
-      corio__turn(rt, UV_RUN_NOWAIT, skip_poll);
+      corio__turn(rt, UV_RUN_NOWAIT, never_poll);
       t->state = CORIO_RUNNING;
       return await_resume(L, LUA_YIELD, 0);
     }
