@@ -10,6 +10,23 @@
 #include "binding.h"
 #include "host.h"
 
+/* ---- out of memory: one policy for all of host/ (and what bindings/ follow) ----------------
+ * 1. Where a Lua caller is on the stack (a lua_CFunction, a continuation, a protected call),
+ *    raise Lua's memory error: corio__nomem, or corio__xmalloc for a malloc that must succeed.
+ *    The script can catch it like any memory error Lua itself raises. Never a made-up message.
+ * 2. Where no Lua caller is (a libuv callback, another thread, the embedding API), fail just
+ *    the one request, connection or call that needed the memory: store UV_ENOMEM as its
+ *    outcome so that its continuation reports it, drop the connection, or return CORIO_ENOMEM
+ *    from the corio_* function. The rest of the runtime runs on.
+ * 3. Never abort() on a path a remote peer can trigger, and never let a memory error unwind
+ *    through uv_run or reach Lua's panic handler: the scheduler runs the ready tasks under one
+ *    protected call per loop turn (sched.c), and a memory error there costs the task being
+ *    stepped, reported through the error handler.
+ * 4. Allocation failures at start-up (corio_open, the command) fail the start: corio_open
+ *    returns NULL, the command exits with a message.
+ * The timer heap follows 2 (corio__timer_start returns UV_ENOMEM), the completion tokens 1 and
+ * 2 (token.c), the allocator returns NULL and lets Lua raise (alloc.c). */
+
 typedef struct corio_pool corio_pool;
 
 /* The default allocator (host/alloc.c): pooled small blocks on huge-page arenas. */

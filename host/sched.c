@@ -2,6 +2,7 @@
  * (step), the one await, wake, cancel, done callbacks, and the loop drivers. Every change of a
  * task's state happens in this file. Task records are in task.c, joins in join.c, the
  * corio.core library in lcore.c. */
+#include <stdio.h>
 #include <string.h>
 
 #include "scheduler.h"
@@ -442,17 +443,47 @@ int corio__await_task(lua_State *L, corio_task *t) {
 
 /* ---- driving the loop ------------------------------------------------------------------- */
 
+/* (lightuserdata rt) -> nothing: run_ready under lua_pcall */
+static int run_ready_p(lua_State *L) {
+  run_ready(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* Run the ready tasks where a memory error in their bookkeeping (on the main state, outside
+ * every task) can neither unwind through uv_run nor reach Lua's panic handler, which aborts.
+ * Out of memory then fails just the task being stepped or finished (it stays "running" and is
+ * never woken); the error is reported, the other tasks run on. One protected call per loop
+ * turn, not per task: the step stays as cheap. */
+static void run_ready_protected(corio_runtime *rt) {
+  lua_State *L = rt->L;
+  corio_task *current = rt->current;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 2)) return; /* run them next turn */
+  lua_pushcfunction(L, run_ready_p);
+  lua_pushlightuserdata(L, rt);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK && st != LUA_ERRMEM) lua_error(L); /* a Ctrl-C hook on L: as before */
+  if (st == LUA_ERRMEM) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "corio: a task was lost running the ready tasks: %s",
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
+    rt->current = current;
+    lua_settop(L, top);
+    rt->on_error(rt->on_error_ud, msg);
+  }
+}
+
 static void check_cb(uv_check_t *h) {
   corio_runtime *rt = h->data;
   rt->in_loop++;
-  run_ready(rt);
+  run_ready_protected(rt);
   rt->in_loop--;
 }
 
 int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt)) {
   int alive = 0;
   rt->in_loop++;
-  if (rt->ready_head || rt->soon_pending) run_ready(rt);
+  if (rt->ready_head || rt->soon_pending) run_ready_protected(rt);
   if (!skip_poll || !skip_poll(rt)) alive = uv_run(rt->loop, mode);
   rt->in_loop--;
   return alive || rt->ready_head != NULL;
