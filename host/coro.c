@@ -9,7 +9,7 @@ static char SUSPENDED;  /* registry key: weak set of coroutines suspended by the
 
 static int tag_of(lua_State *co, int nres) {
   /* corio__await yields exactly one light userdata: the address of a private static of
-   * task.c, which user code cannot forge. */
+   * sched.c, which user code cannot forge. */
   return nres == 1 && lua_type(co, -1) == LUA_TLIGHTUSERDATA &&
          lua_touserdata(co, -1) == corio__rt(co)->tag;
 }

@@ -631,7 +631,6 @@ int corio_close(corio_runtime *rt) {
     return CORIO_EBUSY;
   }
   struct corio_embed *e = rt->embed;
-  rt->closing = 1;
   if (rt->L) {
     cancel_tasks(rt);
     lua_close(rt->L);  /* finalizers close handles owned by userdata, report lost errors */

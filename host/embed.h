@@ -39,4 +39,7 @@ void corio__set_error(corio_runtime *rt, const char *msg);  /* what corio_errmsg
 int corio__hub_open(corio_runtime *rt);
 void corio__hub_close(corio_runtime *rt);  /* later completions are dropped safely */
 
+/* module.c: corio.so's one exported symbol, what require "corio" calls in a stock lua5.4 */
+int luaopen_corio(lua_State *L);
+
 #endif

@@ -7,9 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
 #include <lualib.h>
 
-#include "runtime.h"
+#include "host.h"
 #include "repl.h"
 
 static const char *progname = "corio";
@@ -239,7 +240,6 @@ static int handle_luainit(lua_State *L) {
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
-  corio_runtime *rt = corio__rt(L);
   int script, flags = collect_args(argv, &script);
   if (flags == HAS_ERROR) {
     print_usage(argv[script]);
@@ -274,7 +274,7 @@ static int pmain(lua_State *L) {
     }
   }
   /* The script is over: run the loop until no task is left. */
-  corio__run_until_idle(rt);
+  corio__run_until_idle(corio_from_lua(L));
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -18,8 +18,10 @@
 #include <wchar.h>
 
 #include <editline/readline.h>
+#include <lauxlib.h>
+#include <lualib.h>
 
-#include "runtime.h"
+#include "host.h"
 #include "repl.h"
 
 #define HISTORY_MAX 1000
@@ -96,24 +98,17 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
-static void set_stop_hook(lua_State *L) {
-  lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
-}
-
 static void on_sigint(int sig) {
-  corio_runtime *rt = R.rt;
   int n = ++R.interrupts;
   if (R.state == EXITING || n >= 3 || (R.state == PROMPT && !R.tty)) {
     on_fatal_signal(sig);
     return;
   }
-  if (R.state == RUNNING && rt->in_loop == 0) {
-    /* busy top-level code, perhaps inside coroutines it resumed */
-    set_stop_hook(R.L);
-    for (struct corio_nest *c = rt->nest; c; c = c->prev) set_stop_hook(c->co);
-  } else if (n >= 2 && rt->in_loop > 0 && rt->current && rt->current->co) {
-    set_stop_hook(rt->nest ? rt->nest->co : rt->current->co);  /* a task that does not yield */
-  }
+  /* busy top-level code (perhaps inside coroutines it resumed), or from the second Ctrl-C on,
+   * a task that does not yield */
+  corio__hook_running(R.rt, R.L, stop_hook,
+                      LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT,
+                      R.state == RUNNING, n >= 2);
   uv_async_send(&R.wake);
 }
 
@@ -267,18 +262,16 @@ static void wrap_field(lua_State *L, const char *name, lua_CFunction fn) {
 
 /* os.exit([code [, close]]) -- does not return */
 static int repl_exit(lua_State *L) {
-  corio_runtime *rt = R.rt;
   if (lua_isboolean(L, 1)) R.exit_status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else R.exit_status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
   R.exit_close = lua_toboolean(L, 2);
   R.exit_requested = 1;
-  corio_task *t = rt->current;
-  if (t && t->co && !(t->flags & CORIO_F_MAIN)) {
+  int running = corio__running(L);
+  if (running == CORIO_RUNNING_TASK) {
     /* inside a task: it ends cancelled; the REPL notices the request after this loop turn */
-    corio__cancel(L, t, 0);
-    return corio__raise_cancelled(L, t);
+    return corio__cancel_running(L);
   }
-  if (t) {
+  if (running == CORIO_RUNNING_MAIN) {
     lua_pushlightuserdata(L, &EXIT_SENTINEL);
     return lua_error(L);
   }
@@ -340,7 +333,7 @@ static void report(lua_State *L, int status) {
 
 /* ---- waiting for a line ---------------------------------------------------------------------- */
 
-/* One turn of the loop, as corio__drive takes it. The prompt comes back before the loop may
+/* One turn of the loop, as a top-level await takes it. The prompt comes back before the loop may
  * block: tasks run here can print as well as those the loop runs. */
 static int prompt_back(corio_runtime *rt) {
   (void)rt;
@@ -405,7 +398,7 @@ static void readable_cb(uv_poll_t *h, int status, int events) {
 static int pipe_read(const char *prompt, char **line) {
   char *buf = NULL;
   size_t cap = 0;
-  if (!R.polled && (R.rt->ready_head || R.rt->soon_pending)) corio__turn(R.rt, UV_RUN_NOWAIT, NULL);
+  if (!R.polled && corio__has_ready(R.rt)) corio__turn(R.rt, UV_RUN_NOWAIT, NULL);
   if (R.exit_requested) return READ_EXIT;
   fputs(prompt, stdout);
   fflush(stdout);
@@ -595,7 +588,7 @@ static int editor_open(void) {
 /* ---- the session ---------------------------------------------------------------------------- */
 
 static void start(lua_State *L) {
-  corio_runtime *rt = corio__rt(L);
+  corio_runtime *rt = corio_from_lua(L);
   memset(&R, 0, sizeof R);
   R.L = L;
   R.rt = rt;
@@ -628,16 +621,15 @@ static void start(lua_State *L) {
     wrap_field(L, "write", repl_file_write);
   }
   lua_settop(L, 0);
-  R.prev_handler = rt->on_error;
-  R.prev_ud = rt->on_error_ud;
+  R.prev_handler = corio__error_handler(rt, &R.prev_ud);
   corio_set_error_handler(rt, on_task_error, NULL);
-  rt->eager_report = 1;  /* a failed background task is shown when it fails */
-  uv_async_init(rt->loop, &R.wake, wake_cb);
+  corio__set_eager_report(rt, 1);  /* a failed background task is shown when it fails */
+  uv_async_init(corio_loop(rt), &R.wake, wake_cb);
   uv_unref((uv_handle_t *)&R.wake);  /* a waiting chunk still learns it would wait forever */
   R.old_int = signal(SIGINT, on_sigint);
   /* without libedit or a pollable stdin, a terminal is read as a pipe is (without the echo) */
-  if (R.tty && (editor_open() != 0 || uv_poll_init(rt->loop, &R.input, 0) != 0)) R.tty = 0;
-  if (!R.tty && !isatty(0) && uv_poll_init(rt->loop, &R.input, 0) == 0) {
+  if (R.tty && (editor_open() != 0 || uv_poll_init(corio_loop(rt), &R.input, 0) != 0)) R.tty = 0;
+  if (!R.tty && !isatty(0) && uv_poll_init(corio_loop(rt), &R.input, 0) == 0) {
     /* a pipe: unbuffered, so that a line read ahead never hides in stdio's buffer while the
      * loop waits for the descriptor (and a chunk's io.read() gets the very next line) */
     restore_terminal_flags();
@@ -650,17 +642,17 @@ static void start(lua_State *L) {
     /* uv_poll_init made stdin non-blocking: undo it at once. The loop only polls it, libedit
      * reads only when a key is there, and a chunk calling io.read() needs it blocking. */
     restore_terminal_flags();
-    uv_signal_init(rt->loop, &R.winch);
+    uv_signal_init(corio_loop(rt), &R.winch);
     uv_signal_start(&R.winch, signal_cb, SIGWINCH);
     uv_unref((uv_handle_t *)&R.winch);
-    uv_signal_init(rt->loop, &R.cont);
+    uv_signal_init(corio_loop(rt), &R.cont);
     uv_signal_start(&R.cont, signal_cb, SIGCONT);
     uv_unref((uv_handle_t *)&R.cont);
   }
 }
 
 static void slow_exit_cb(uv_timer_t *h) {
-  int n = R.rt->live_tasks;
+  int n = corio__live_tasks(R.rt);
   (void)h;
   if (n == 0) return;
   fprintf(stderr, "corio: waiting for %d cancelled task%s to finish (Ctrl-C quits at once)\n", n,
@@ -682,7 +674,7 @@ static void finish(lua_State *L) {
     lua_pcall(L, 0, 0, 0);
   }
   lua_settop(L, 0);
-  uv_timer_init(rt->loop, &R.slow_exit);
+  uv_timer_init(corio_loop(rt), &R.slow_exit);
   uv_timer_start(&R.slow_exit, slow_exit_cb, 1000, 0);
   uv_unref((uv_handle_t *)&R.slow_exit);
   corio__run_until_idle(rt);
@@ -696,7 +688,7 @@ static void finish(lua_State *L) {
     uv_close((uv_handle_t *)&R.cont, NULL);
   }
   uv_close((uv_handle_t *)&R.wake, NULL);
-  uv_run(rt->loop, UV_RUN_NOWAIT);  /* the close callbacks */
+  uv_run(corio_loop(rt), UV_RUN_NOWAIT);  /* the close callbacks */
   corio__unanchor(L, R.helpers);
   lua_getglobal(L, "os");
   if (lua_istable(L, -1)) {

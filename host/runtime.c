@@ -1,6 +1,6 @@
-/* The runtime: one lua_State and the libuv handles that run ready tasks, anchors, the loop
- * drivers (run until idle, drive from top-level code). The public corio_* entry points are
- * in embed.c. */
+/* The runtime: anchors, error messages, state setup, the registry of the runtime's own handles
+ * and the counters the command reads (host.h). The scheduler is sched.c; the public corio_*
+ * entry points are in embed.c. */
 
 #include <limits.h>
 #include <stdlib.h>
@@ -132,72 +132,6 @@ void corio__push_anchors(lua_State *L) {
   push_set(L);
 }
 
-/* ---- running ready tasks --------------------------------------------------------------- */
-
-static void check_cb(uv_check_t *h) {
-  corio_runtime *rt = h->data;
-  rt->in_loop++;
-  corio__run_ready(rt);
-  rt->in_loop--;
-}
-
-static void idle_cb(uv_idle_t *h) {
-  (void)h;  /* only there so that poll does not block while tasks are ready */
-}
-
-void corio__kick(corio_runtime *rt) {
-  if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
-}
-
-void corio__make_ready(corio_runtime *rt, corio_task *t) {
-  t->state = CORIO_READY;
-  if (!(t->flags & CORIO_F_MAIN)) {
-    t->next_ready = NULL;
-    if (rt->ready_tail) rt->ready_tail->next_ready = t;
-    else rt->ready_head = t;
-    rt->ready_tail = t;
-    if (t->priority) rt->ready_prio++;
-  }
-  if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
-}
-
-int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt)) {
-  int alive = 0;
-  rt->in_loop++;
-  if (rt->ready_head || rt->soon_pending) corio__run_ready(rt);
-  if (!skip_poll || !skip_poll(rt)) alive = uv_run(rt->loop, mode);
-  rt->in_loop--;
-  return alive || rt->ready_head != NULL;
-}
-
-static int main_woken(corio_runtime *rt) {
-  return rt->main_task.state != CORIO_WAITING;
-}
-
-void corio__drive(lua_State *L, corio_task *t, const char *op) {
-  corio_runtime *rt = corio__rt(L);
-  while (t->state == CORIO_WAITING) {
-    int alive = corio__turn(rt, UV_RUN_ONCE, main_woken);
-    if (t->state != CORIO_WAITING) break;
-    if (!alive) {
-      const corio_wait *w = t->wait;
-      if (w && w->cancel) w->cancel(L, t, t->wait_data);
-      t->wait = NULL;
-      t->state = CORIO_RUNNING;
-      luaL_error(L, "%s: would wait forever: no task, timer or I/O is left that could finish it",
-                 op);
-    }
-  }
-  t->state = CORIO_RUNNING;
-}
-
-int corio__run_until_idle(corio_runtime *rt) {
-  if (rt->in_loop) return -1;
-  while (corio__turn(rt, UV_RUN_ONCE, NULL)) {
-  }
-  return 0;
-}
-
 /* ---- errors ---------------------------------------------------------------------------- */
 
 static int call_tostring(lua_State *L) {
@@ -253,20 +187,6 @@ void corio__anchors_init(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ANCHORS);
 }
 
-/* The runtime's own handles: the check that runs ready tasks, the idle that keeps poll from
- * blocking while tasks are ready, and the timer heap's timer. */
-void corio__handles_init(corio_runtime *rt) {
-  uv_check_init(rt->loop, &rt->check);
-  rt->check.data = rt;
-  uv_check_start(&rt->check, check_cb);
-  uv_unref((uv_handle_t *)&rt->check);
-  uv_idle_init(rt->loop, &rt->idle);
-  rt->idle.data = rt;
-  corio__own_handle(rt, (uv_handle_t *)&rt->check);
-  corio__own_handle(rt, (uv_handle_t *)&rt->idle);
-  corio__timers_init(rt);
-}
-
 void corio__own_handle(corio_runtime *rt, uv_handle_t *h) {
   if (rt->nown < (int)(sizeof rt->own / sizeof rt->own[0])) rt->own[rt->nown++] = h;
 }
@@ -301,4 +221,19 @@ int corio__count_user_handles(corio_runtime *rt) {
   struct handle_count c = {rt, 0};
   uv_walk(rt->loop, count_handle, &c);
   return c.n;
+}
+
+/* ---- what the command and the REPL read (host.h) ---------------------------------------- */
+
+void corio__set_eager_report(corio_runtime *rt, int on) {
+  rt->eager_report = on;
+}
+
+int corio__live_tasks(corio_runtime *rt) {
+  return rt->live_tasks;
+}
+
+corio_error_handler corio__error_handler(corio_runtime *rt, void **ud) {
+  *ud = rt->on_error_ud;
+  return rt->on_error;
 }

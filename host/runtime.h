@@ -8,6 +8,24 @@
 #error "bindings/ use host/binding.h only: the runtime record is the host's business"
 #endif
 #include "binding.h"
+#include "host.h"
+
+/* ---- out of memory: one policy for all of host/ (and what bindings/ follow) ----------------
+ * 1. Where a Lua caller is on the stack (a lua_CFunction, a continuation, a protected call),
+ *    raise Lua's memory error: corio__nomem, or corio__xmalloc for a malloc that must succeed.
+ *    The script can catch it like any memory error Lua itself raises. Never a made-up message.
+ * 2. Where no Lua caller is (a libuv callback, another thread, the embedding API), fail just
+ *    the one request, connection or call that needed the memory: store UV_ENOMEM as its
+ *    outcome so that its continuation reports it, drop the connection, or return CORIO_ENOMEM
+ *    from the corio_* function. The rest of the runtime runs on.
+ * 3. Never abort() on a path a remote peer can trigger, and never let a memory error unwind
+ *    through uv_run or reach Lua's panic handler: the scheduler runs the ready tasks under one
+ *    protected call per loop turn (sched.c), and a memory error there costs the task being
+ *    stepped, reported through the error handler.
+ * 4. Allocation failures at start-up (corio_open, the command) fail the start: corio_open
+ *    returns NULL, the command exits with a message.
+ * The timer heap follows 2 (corio__timer_start returns UV_ENOMEM), the completion tokens 1 and
+ * 2 (token.c), the allocator returns NULL and lets Lua raise (alloc.c). */
 
 typedef struct corio_pool corio_pool;
 
@@ -106,7 +124,6 @@ struct corio_runtime {
   void *on_error_ud;
   char errbuf[512];
   corio_pool *pool;
-  int closing;
   struct corio_embed *embed;/* state of the embedding API (embed.c) */
 };
 
@@ -116,48 +133,13 @@ struct corio_nest {
   struct corio_nest *prev;
 };
 
-/* ---- scheduling (host/sched.c and host/task.c) ------------------------------------------ */
-
-corio_task *corio__new_future(lua_State *L); /* pushes it */
+/* ---- scheduling (host/sched.c; scheduler.h has what only its four files share) ------------------ */
 
 /* corio__await with the name all_tasks() shows given apart from the wait record (waiter slots
  * share one record). */
 int corio__await_named(lua_State *L, const corio_wait *wait, const char *name, void *data,
                        lua_KFunction k, lua_KContext ctx);
-void corio__make_ready(corio_runtime *rt, corio_task *t);
-
-/* Make sure the ready queue and the done callbacks run soon (poll will not block). */
-void corio__kick(corio_runtime *rt);
-void corio__push_anchors(lua_State *L);
-
-/* Interrupt top-level code waiting in corio__await (the REPL's Ctrl-C): the pending
- * operation is undone and the await raises "interrupted!", as a Ctrl-C in busy Lua code does.
- * Unlike a cancellation, a task it was awaiting is left running. Returns 1 if top-level code
- * was waiting. Runs no Lua; call it from a loop callback. */
-int corio__interrupt_main(lua_State *L);
-
-/* Push the Cancelled error object for the current task and raise it. */
-int corio__raise_cancelled(lua_State *L, corio_task *t);
-
-/* Run ready tasks until none is ready (one batch per call to keep I/O flowing). */
-void corio__run_ready(corio_runtime *rt);
-
-/* The one loop turn, used by every place that drives the loop (top-level awaits, the end of a
- * script, the REPL, corio_run/corio_step, shutdown): run the ready tasks, then, unless
- * `skip_poll` (may be NULL) says so after they ran, uv_run(mode); all of it marked "inside the
- * loop", so that nothing it runs can try to drive the loop again. Returns nonzero while
- * anything is left: ready tasks, or handles that keep the loop alive. */
-int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt));
-
-/* Drive the loop from top-level code until `t` is woken. Raises if the loop cannot make
- * progress (nothing left that could wake it) or if called from inside the loop. */
-void corio__drive(lua_State *L, corio_task *t, const char *op);
-
-/* Run the loop until no task is left and no handle keeps it alive (the end of a script). */
-int corio__run_until_idle(corio_runtime *rt);
-
-/* Report a task's unretrieved error to the error handler (once). */
-void corio__report(corio_runtime *rt, lua_State *L, int taskidx);
+void corio__push_anchors(lua_State *L); /* the table of anchored values (all_tasks) */
 
 /* ---- the runtime's own handles -------------------------------------------------------------
  * The leak check (corio.core._stats().handles) counts every handle on the loop except the
@@ -174,8 +156,8 @@ int corio__timers_armed(corio_runtime *rt);
 
 /* ---- state setup ---------------------------------------------------------------------------- */
 void corio__anchors_init(lua_State *L);      /* the anchors table of a new state */
-void corio__handles_init(corio_runtime *rt); /* check, idle and heap timer on rt->loop */
-int corio__open_core(lua_State *L);          /* the corio.core library */
+void corio__handles_init(corio_runtime *rt); /* check, idle and heap timer on rt->loop (sched.c) */
+int corio__open_core(lua_State *L);          /* the corio.core library (lcore.c) */
 void corio__coroutine_patch(lua_State *L);   /* tag-aware coroutine.resume/wrap */
 void corio__preload_scripts(lua_State *L);   /* scripts/ compiled in */
 void corio__register_bindings(lua_State *L); /* package.preload entries of bindings/ */

@@ -20,13 +20,14 @@ typedef struct corio_hub hub;
 
 static uv_once_t lock_once = UV_ONCE_INIT;
 static uv_mutex_t lock;
+static int lock_ok; /* the lock could be created (checked when a runtime opens its hub) */
 
 static void lock_init(void) {
-  if (uv_mutex_init(&lock) != 0) abort();  /* only when the system is out of resources */
+  lock_ok = uv_mutex_init(&lock) == 0;
 }
 
+/* Only called once a hub exists, so the lock does (corio__hub_open checked it). */
 static void lock_tokens(void) {
-  uv_once(&lock_once, lock_init);
   uv_mutex_lock(&lock);
 }
 
@@ -222,7 +223,7 @@ corio_token *corio_token_new(lua_State *L, const char *op, corio_cancel_fn cance
   }
   lua_setmetatable(L, -2);
   corio_token *tok = calloc(1, sizeof *tok);
-  if (!tok) luaL_error(L, "%s: not enough memory", op);
+  if (!tok) corio__nomem(L);
   snprintf(tok->op, sizeof tok->op, "%s", op);
   tok->wait.name = tok->op;
   tok->cancel = cancel;
@@ -238,7 +239,7 @@ corio_token *corio_token_new(lua_State *L, const char *op, corio_cancel_fn cance
 }
 
 static int deliver(lua_State *L, corio_token *tok) {
-  if (tok->failed == 2) return luaL_error(L, "%s: not enough memory for its results", tok->op);
+  if (tok->failed == 2) return corio__nomem(L); /* storing its results failed */
   if (tok->failed) {
     lua_pushlstring(L, tok->values[0].u.s.p, tok->values[0].u.s.len);
     return lua_error(L);
@@ -287,6 +288,8 @@ int corio_token_await(lua_State *L, corio_token *tok) {
 
 int corio__hub_open(corio_runtime *rt) {
   struct corio_embed *e = rt->embed;
+  uv_once(&lock_once, lock_init);
+  if (!lock_ok) return CORIO_ENOMEM; /* the system is out of resources: no runtime */
   e->hub = calloc(1, sizeof *e->hub);
   if (!e->hub) return CORIO_ENOMEM;
   e->hub->refs = 1;

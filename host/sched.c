@@ -1,0 +1,565 @@
+/* The scheduler (as Lua's ldo.c is to lcorolib.c): the ready queue, the one resume path
+ * (step), the one await, wake, cancel, done callbacks, and the loop drivers. Every change of a
+ * task's state happens in this file. Task records are in task.c, joins in join.c, the
+ * corio.core library in lcore.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+static char TAG;  /* the value a scheduler yield carries through user coroutines */
+static char SOON; /* registry key: array of {fn, task} done callbacks to run */
+
+static void drive(lua_State *L, corio_task *t, const char *op);
+
+/* ---- the ready queue --------------------------------------------------------------------- */
+
+static void idle_cb(uv_idle_t *h) {
+  (void)h; /* only there so that poll does not block while tasks are ready */
+}
+
+static void kick(corio_runtime *rt) {
+  if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
+}
+
+void corio__make_ready(corio_runtime *rt, corio_task *t) {
+  t->state = CORIO_READY;
+  if (!(t->flags & CORIO_F_MAIN)) {
+    t->next_ready = NULL;
+    if (rt->ready_tail) rt->ready_tail->next_ready = t;
+    else rt->ready_head = t;
+    rt->ready_tail = t;
+    if (t->priority) rt->ready_prio++;
+  }
+  if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
+}
+
+void corio__set_priority(corio_runtime *rt, corio_task *t, int priority) {
+  /* keep the count of prioritised ready tasks right if t is in the ready queue */
+  if (t->state == CORIO_READY && !(t->flags & CORIO_F_MAIN))
+    rt->ready_prio += (priority != 0) - (t->priority != 0);
+  t->priority = priority;
+}
+
+int corio__has_ready(corio_runtime *rt) {
+  return rt->ready_head || rt->soon_pending;
+}
+
+/* ---- done callbacks ---------------------------------------------------------------------- */
+
+void corio__sched_open(lua_State *L) {
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SOON);
+}
+
+void corio__call_soon(lua_State *L, int fnidx, int taskidx) {
+  corio_runtime *rt = corio__rt(L);
+  fnidx = lua_absindex(L, fnidx);
+  taskidx = lua_absindex(L, taskidx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SOON);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, fnidx);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, taskidx);
+  lua_rawseti(L, -2, 2);
+  lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+  lua_pop(L, 1);
+  rt->soon_pending++;
+  kick(rt);
+}
+
+static void queue_callbacks(lua_State *L, int tidx) {
+  int top = lua_gettop(L);
+  if (corio__push_extras(L, tidx, 0) == LUA_TTABLE && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
+    corio_runtime *rt = corio__rt(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SOON);
+    int base = (int)luaL_len(L, -1);
+    int n = (int)luaL_len(L, -2);
+    for (int i = 1; i <= n; i++) {
+      lua_createtable(L, 2, 0);
+      lua_rawgeti(L, -3, i);
+      lua_rawseti(L, -2, 1);
+      lua_pushvalue(L, tidx);
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, base + i);
+    }
+    rt->soon_pending += n;
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, -3, "callbacks");
+    kick(rt);
+  }
+  lua_settop(L, top);
+}
+
+/* The task at tidx (a corio.Task on L) is done; its outcome value(s) were stored. */
+void corio__finish(lua_State *L, int tidx, corio_task *t, int outcome) {
+  corio_runtime *rt = corio__rt(L);
+  t->state = CORIO_DONE;
+  t->outcome = (unsigned char)outcome;
+  t->flags &= ~CORIO_F_CANCELLING;
+  t->wait = NULL;
+  if (t->anchor != LUA_NOREF) {
+    corio__unanchor(L, t->anchor);
+    t->anchor = LUA_NOREF;
+    rt->live_tasks--;
+  }
+  int had_listeners = t->listeners != NULL;
+  while (t->listeners) {
+    corio_listener *l = t->listeners;
+    corio__unlisten(l);
+    l->fire(rt, l, t);
+  }
+  if (t->flags & CORIO_F_CALLBACKS) {
+    had_listeners = 1;
+    queue_callbacks(L, tidx);
+  }
+  if (outcome == CORIO_ERROR) {
+    corio__mark_failed(L, tidx);
+  }
+  if (outcome == CORIO_ERROR && !had_listeners && rt->eager_report) corio__report(rt, L, tidx);
+}
+
+/* ---- the one resume path ----------------------------------------------------------------- */
+
+static void step(corio_runtime *rt, corio_task *t) {
+  lua_State *L = rt->L, *co = t->co;
+  int nres, st, nargs = 0;
+  lua_checkstack(L, 8);
+  corio__push_anchor(L, t->anchor);  /* the task stays reachable while it runs */
+  int tidx = lua_gettop(L);
+  if (lua_status(co) == LUA_OK) {
+    nargs = lua_gettop(co) - 1;  /* first run: the function and its arguments */
+    if (t->flags & CORIO_F_CANCELLING) {
+      /* cancelled before it ever ran: it never runs */
+      lua_settop(co, 0);
+      corio__push_cancel_error(L, tidx);
+      corio__store_results(L, tidx, L, 1);
+      corio__finish(L, tidx, t, CORIO_CANCELLED);
+      t->co = NULL;
+      lua_settop(L, tidx - 1);
+      return;
+    }
+  }
+  t->state = CORIO_RUNNING;
+  corio_task *prev = rt->current;
+  rt->current = t;
+  st = lua_resume(co, L, nargs, &nres);
+  rt->current = prev;
+  if (st == LUA_YIELD) {
+    if (nres == 1 && lua_touserdata(co, -1) == &TAG) {
+      lua_pop(co, 1);  /* suspended by corio__await: the wait is armed */
+      lua_settop(L, tidx - 1);
+      return;
+    }
+    /* A plain coroutine.yield with no resumer of the user's own: the task fails. */
+    lua_pop(co, nres);
+    st = lua_resetthread(co);
+    lua_settop(co, 0);
+    lua_pushliteral(co, "attempt to yield from outside a coroutine: coroutine.yield was called "
+                        "in a task with no coroutine of its own to receive it (to let other tasks "
+                        "run, call corio.sleep(0))");
+    st = LUA_ERRRUN;
+    nres = 0;
+  }
+  if (st == LUA_OK) {
+    corio__store_results(L, tidx, co, nres);
+    t->co = NULL;
+    corio__finish(L, tidx, t, CORIO_OK);
+  } else {
+    int outcome = corio__is_cancelled(co, -1) ? CORIO_CANCELLED : CORIO_ERROR;
+    if (outcome == CORIO_ERROR && lua_status(co) != LUA_OK) {
+      /* The stack is intact until the thread is reset: take the traceback now. */
+      corio__push_extras(L, tidx, 1);
+      luaL_traceback(L, co, NULL, 0);
+      lua_setfield(L, -2, "traceback");
+      lua_pop(L, 1);
+    }
+    if (lua_status(co) != LUA_OK) {
+      /* run the pending <close> handlers; an error in one replaces the task's error */
+      lua_resetthread(co);
+    }
+    if (lua_gettop(co) == 0) lua_pushnil(co);
+    lua_xmove(co, L, 1);
+    lua_settop(co, 0);
+    if (outcome == CORIO_ERROR && corio__is_cancelled(L, -1)) outcome = CORIO_CANCELLED;
+    corio__store_results(L, tidx, L, 1);
+    t->co = NULL;
+    corio__finish(L, tidx, t, outcome);
+  }
+  lua_settop(L, tidx - 1);
+}
+
+static void run_soon(corio_runtime *rt) {
+  lua_State *L = rt->L;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SOON);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SOON);
+  int n = (int)luaL_len(L, -1);
+  rt->soon_pending = 0;
+  corio_task *prev = rt->current;
+  rt->current = NULL;  /* callbacks cannot suspend */
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      corio__push_errmsg(L, -1);
+      lua_pushfstring(L, "corio: error in a done callback: %s", lua_tostring(L, -1));
+      rt->on_error(rt->on_error_ud, lua_tostring(L, -1));
+      lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+  }
+  rt->current = prev;
+  lua_pop(L, 1);
+}
+
+/* Stable merge sort of the ready list by decreasing priority (equal priorities keep the
+ * order in which they became ready). Only called when some ready task has a priority. */
+static corio_task *merge_by_priority(corio_task *a, corio_task *b) {
+  corio_task head, *tail = &head;
+  while (a && b) {
+    if (b->priority > a->priority) { tail->next_ready = b; b = b->next_ready; }
+    else { tail->next_ready = a; a = a->next_ready; }
+    tail = tail->next_ready;
+  }
+  tail->next_ready = a ? a : b;
+  return head.next_ready;
+}
+
+static corio_task *sort_by_priority(corio_task *list) {
+  if (!list || !list->next_ready) return list;
+  corio_task *slow = list, *fast = list->next_ready;
+  while (fast && fast->next_ready) {
+    slow = slow->next_ready;
+    fast = fast->next_ready->next_ready;
+  }
+  corio_task *second = slow->next_ready;
+  slow->next_ready = NULL;
+  return merge_by_priority(sort_by_priority(list), sort_by_priority(second));
+}
+
+static void run_ready(corio_runtime *rt) {
+  /* One batch (a "round"): the tasks ready now. Those readied meanwhile run in the next
+   * batch, after the loop has polled for I/O once, so a busy set of tasks cannot starve I/O.
+   * Priorities order a round: higher first, equal ones in the order they became ready. A
+   * task readied during a round waits for the next one whatever its priority, so every
+   * ready task runs within one round: a low priority delays a task, never starves it. The
+   * sort only happens when a ready task has a priority, so the default path stays FIFO. */
+  if (rt->ready_prio && rt->ready_head) {
+    rt->ready_head = sort_by_priority(rt->ready_head);
+    corio_task *t = rt->ready_head;
+    while (t->next_ready) t = t->next_ready;
+    rt->ready_tail = t;
+  }
+  corio_task *last = rt->ready_tail;
+  while (rt->ready_head) {
+    corio_task *t = rt->ready_head;
+    rt->ready_head = t->next_ready;
+    if (!rt->ready_head) rt->ready_tail = NULL;
+    t->next_ready = NULL;
+    if (t->priority) rt->ready_prio--;
+    step(rt, t);
+    if (rt->soon_pending) run_soon(rt);
+    if (t == last) break;
+  }
+  if (rt->soon_pending) run_soon(rt);
+  if (!rt->ready_head && !(rt->main_task.state == CORIO_READY))
+    uv_idle_stop(&rt->idle);
+}
+
+/* ---- suspending -------------------------------------------------------------------------- */
+
+corio_task *corio__check_suspend(lua_State *L, const char *op) {
+  corio_runtime *rt = corio__rt(L);
+  corio_task *t = rt->current;
+  lua_State *cur = L;
+  if (!t) return luaL_error(L, "%s: cannot suspend here: a done callback is not a task (spawn "
+                               "a task from it instead)", op), NULL;
+  for (struct corio_nest *n = rt->nest; n && n->co == cur; n = n->prev) {
+    if (!lua_isyieldable(cur)) goto cannot;
+    cur = n->from;
+  }
+  if (t->flags & CORIO_F_MAIN) {
+    if (rt->in_loop)
+      return luaL_error(L, "%s: cannot wait here: this code runs inside the event loop's "
+                           "callback, not in a task (spawn a task for it)", op), NULL;
+  } else if (cur != t->co || !lua_isyieldable(cur)) {
+    goto cannot;
+  }
+  if (t->flags & CORIO_F_CANCELLING) {
+    t->flags &= ~CORIO_F_CANCELLING;
+    corio__raise_cancelled(L, t);
+  }
+  return t;
+cannot:
+  luaL_error(L, "%s: cannot suspend here: the task is inside a call that Lua cannot suspend "
+                "(a table.sort comparator, a string.gsub callback, __tostring, __gc, a metamethod "
+                "called from C, or the body of a module being required)", op);
+  return NULL;
+}
+
+static int await_resume(lua_State *L, int status, lua_KContext ctx) {
+  corio_runtime *rt = corio__rt(L);
+  corio_task *t = rt->current;
+  lua_KFunction k = t->k;
+  (void)ctx;
+  ctx = t->kctx;
+  t->k = NULL;
+  t->wait = NULL;
+  if (t->flags & CORIO_F_INTERRUPTED) {
+    t->flags &= ~CORIO_F_INTERRUPTED;
+    return luaL_error(L, "interrupted!");
+  }
+  if (t->flags & CORIO_F_WOKE_CANCEL) {
+    t->flags &= ~(CORIO_F_WOKE_CANCEL | CORIO_F_CANCELLING);
+    return corio__raise_cancelled(L, t);
+  }
+  if (t->flags & CORIO_F_CANCELLING) {
+    /* cancelled after its operation completed but before it ran: deliver it now */
+    t->flags &= ~CORIO_F_CANCELLING;
+    return corio__raise_cancelled(L, t);
+  }
+  return k(L, status, ctx);
+}
+
+static const corio_wait YIELD_NOW = {"sleep(0)", NULL};
+
+static int never_poll(corio_runtime *rt) {
+  (void)rt;
+  return 1;
+}
+
+int corio__await(lua_State *L, const corio_wait *wait, void *data, lua_KFunction k,
+                 lua_KContext ctx) {
+  return corio__await_named(L, wait, wait->name, data, k, ctx);
+}
+
+int corio__await_named(lua_State *L, const corio_wait *wait, const char *name, void *data,
+                       lua_KFunction k, lua_KContext ctx) {
+  corio_runtime *rt = corio__rt(L);
+  corio_task *t = rt->current;
+  t->wait = wait;
+  t->wait_name = name;
+  t->wait_data = data;
+  t->k = k;
+  t->kctx = ctx;
+  t->state = CORIO_WAITING;
+  if (wait == &YIELD_NOW) {
+    corio__wake(rt, t);
+    if (t->flags & CORIO_F_MAIN) {  /* top level: let the tasks ready now have their turn */
+      corio__turn(rt, UV_RUN_NOWAIT, never_poll);
+      t->state = CORIO_RUNNING;
+      return await_resume(L, LUA_YIELD, 0);
+    }
+  }
+  if (t->flags & CORIO_F_MAIN) {
+    drive(L, t, name);
+    return await_resume(L, LUA_YIELD, 0);
+  }
+  lua_pushlightuserdata(L, &TAG);
+  return lua_yieldk(L, 1, 0, await_resume);
+}
+
+void corio__wake(corio_runtime *rt, corio_task *t) {
+  if (t->state != CORIO_WAITING) return;
+  t->wait = NULL;
+  corio__make_ready(rt, t);
+}
+
+int corio__cancel(lua_State *L, corio_task *t, int msgidx) {
+  corio_runtime *rt = corio__rt(L);
+  if (t->state == CORIO_DONE) return 0;
+  if (msgidx && t->anchor != LUA_NOREF) {
+    corio__push_anchor(L, t->anchor);
+    corio__push_extras(L, -1, 1);
+    lua_pushvalue(L, msgidx);
+    lua_setfield(L, -2, "cancel_message");
+    lua_pop(L, 2);
+  }
+  t->cancel_count++;
+  t->flags |= CORIO_F_CANCELLING;
+  if (t->state == CORIO_WAITING) {
+    const corio_wait *w = t->wait;
+    if (w && w->cancel) w->cancel(L, t, t->wait_data);
+    t->flags |= CORIO_F_WOKE_CANCEL;
+    t->wait = NULL;
+    corio__make_ready(rt, t);
+  }
+  return 1;
+}
+
+/* ---- corio.sleep(0) support and the generic await on a task ----------------------------- */
+
+int corio__yield_now(lua_State *L, lua_KFunction k, lua_KContext ctx) {
+  return corio__await(L, &YIELD_NOW, NULL, k, ctx);
+}
+
+
+static void await_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
+  (void)done;
+  corio__wake(rt, container_of(l, corio_task, awaiting));
+}
+
+/* Cancelling a task that awaits another cancels the other too, as in asyncio; shield() is
+ * the way out. */
+static void await_cancel(lua_State *L, corio_task *t, void *data) {
+  corio_task *target = data;
+  corio__unlisten(&t->awaiting);
+  /* A Future is a shared completion point: awaiting it and being cancelled leaves it be. */
+  if (target && target->state != CORIO_DONE && !(target->flags & CORIO_F_FUTURE))
+    corio__cancel(L, target, 0);
+}
+
+static const corio_wait AWAIT_WAIT = {"await", await_cancel};
+
+int corio__interrupt_main(lua_State *L) {
+  corio_runtime *rt = corio__rt(L);
+  corio_task *t = &rt->main_task;
+  if (t->state != CORIO_WAITING) return 0;
+  if (t->wait == &AWAIT_WAIT) corio__unlisten(&t->awaiting);  /* the awaited task runs on */
+  else if (t->wait && t->wait->cancel) t->wait->cancel(L, t, t->wait_data);
+  t->flags |= CORIO_F_INTERRUPTED;
+  t->wait = NULL;
+  corio__make_ready(rt, t);
+  return 1;
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return corio__push_outcome(L, 1, lua_touserdata(L, 1));
+}
+
+/* task:await() on a task not done yet, the task alone on the stack: suspend until it is
+ * done, then give its results or raise its error. */
+int corio__await_task(lua_State *L, corio_task *t) {
+  corio_task *me = corio__check_suspend(L, "await");
+  if (me == t) return luaL_error(L, "await: a task cannot await itself");
+  corio__listen(t, &me->awaiting, await_fire);
+  return corio__await(L, &AWAIT_WAIT, t, await_k, 0);
+}
+
+/* ---- driving the loop ------------------------------------------------------------------- */
+
+/* (lightuserdata rt) -> nothing: run_ready under lua_pcall */
+static int run_ready_p(lua_State *L) {
+  run_ready(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* Run the ready tasks where a memory error in their bookkeeping (on the main state, outside
+ * every task) can neither unwind through uv_run nor reach Lua's panic handler, which aborts.
+ * Out of memory then fails just the task being stepped or finished (it stays "running" and is
+ * never woken); the error is reported, the other tasks run on. One protected call per loop
+ * turn, not per task: the step stays as cheap. */
+static void run_ready_protected(corio_runtime *rt) {
+  lua_State *L = rt->L;
+  corio_task *current = rt->current;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 2)) return; /* run them next turn */
+  lua_pushcfunction(L, run_ready_p);
+  lua_pushlightuserdata(L, rt);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK && st != LUA_ERRMEM) lua_error(L); /* a Ctrl-C hook on L: as before */
+  if (st == LUA_ERRMEM) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "corio: a task was lost running the ready tasks: %s",
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
+    rt->current = current;
+    lua_settop(L, top);
+    rt->on_error(rt->on_error_ud, msg);
+  }
+}
+
+static void check_cb(uv_check_t *h) {
+  corio_runtime *rt = h->data;
+  rt->in_loop++;
+  run_ready_protected(rt);
+  rt->in_loop--;
+}
+
+int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt)) {
+  int alive = 0;
+  rt->in_loop++;
+  if (rt->ready_head || rt->soon_pending) run_ready_protected(rt);
+  if (!skip_poll || !skip_poll(rt)) alive = uv_run(rt->loop, mode);
+  rt->in_loop--;
+  return alive || rt->ready_head != NULL;
+}
+
+static int main_woken(corio_runtime *rt) {
+  return rt->main_task.state != CORIO_WAITING;
+}
+
+/* Drive the loop from top-level code until `t` is woken. Raises if the loop cannot make
+ * progress (nothing left that could wake it) or if called from inside the loop. */
+static void drive(lua_State *L, corio_task *t, const char *op) {
+  corio_runtime *rt = corio__rt(L);
+  while (t->state == CORIO_WAITING) {
+    int alive = corio__turn(rt, UV_RUN_ONCE, main_woken);
+    if (t->state != CORIO_WAITING) break;
+    if (!alive) {
+      const corio_wait *w = t->wait;
+      if (w && w->cancel) w->cancel(L, t, t->wait_data);
+      t->wait = NULL;
+      t->state = CORIO_RUNNING;
+      luaL_error(L, "%s: would wait forever: no task, timer or I/O is left that could finish it",
+                 op);
+    }
+  }
+  t->state = CORIO_RUNNING;
+}
+
+int corio__run_until_idle(corio_runtime *rt) {
+  if (rt->in_loop) return -1;
+  while (corio__turn(rt, UV_RUN_ONCE, NULL)) {
+  }
+  return 0;
+}
+
+/* The scheduler's own handles: the check that runs ready tasks, the idle that keeps poll from
+ * blocking while tasks are ready; and the timer heap's timer. */
+void corio__handles_init(corio_runtime *rt) {
+  rt->tag = &TAG;
+  uv_check_init(rt->loop, &rt->check);
+  rt->check.data = rt;
+  uv_check_start(&rt->check, check_cb);
+  uv_unref((uv_handle_t *)&rt->check);
+  uv_idle_init(rt->loop, &rt->idle);
+  rt->idle.data = rt;
+  corio__own_handle(rt, (uv_handle_t *)&rt->check);
+  corio__own_handle(rt, (uv_handle_t *)&rt->idle);
+  corio__timers_init(rt);
+}
+
+/* ---- what the REPL asks of the scheduler (host.h) ------------------------------------------ */
+
+int corio__hook_running(corio_runtime *rt, lua_State *L, lua_Hook hook, int mask, int top,
+                        int task) {
+  if (top && rt->in_loop == 0) {
+    /* busy top-level code, perhaps inside coroutines it resumed */
+    lua_sethook(L, hook, mask, 1);
+    for (struct corio_nest *c = rt->nest; c; c = c->prev) lua_sethook(c->co, hook, mask, 1);
+    return 1;
+  }
+  if (task && rt->in_loop > 0 && rt->current && rt->current->co) {
+    /* a task that does not yield: its innermost coroutine */
+    lua_sethook(rt->nest ? rt->nest->co : rt->current->co, hook, mask, 1);
+    return 1;
+  }
+  return 0;
+}
+
+int corio__running(lua_State *L) {
+  corio_task *t = corio__rt(L)->current;
+  if (t && t->co && !(t->flags & CORIO_F_MAIN)) return CORIO_RUNNING_TASK;
+  return t ? CORIO_RUNNING_MAIN : CORIO_RUNNING_CALLBACK;
+}
+
+int corio__cancel_running(lua_State *L) {
+  corio_task *t = corio__rt(L)->current;
+  corio__cancel(L, t, 0);
+  return corio__raise_cancelled(L, t);
+}

@@ -1,0 +1,63 @@
+/* Private to the scheduler's four files: sched.c (the ready queue, step, await, wake, cancel,
+ * the loop drivers), task.c (task records, results, error classes, reports), join.c (listeners
+ * and joins) and lcore.c (the corio.core library). Everything else uses runtime.h or
+ * binding.h. Not sched.h: that is a system header (pthread.h includes it) and host/ is on the
+ * include path. */
+#ifndef CORIO_SCHEDULER_H
+#define CORIO_SCHEDULER_H
+
+#include "runtime.h"
+
+/* ---- task.c: records and results ----------------------------------------------------------- */
+
+corio_task *corio__testtask(lua_State *L, int idx); /* the Task or Future at idx, or NULL */
+/* Push the extras table of the task at idx, creating it when `create`; returns its type. */
+int corio__push_extras(lua_State *L, int idx, int create);
+/* Move n values from `from`'s top into the task at tidx (user value 1) as its outcome. */
+void corio__store_results(lua_State *L, int tidx, lua_State *from, int n);
+/* Push what awaiting the done task at idx gives: its results, or raise its error. */
+int corio__push_outcome(lua_State *L, int idx, corio_task *t);
+void corio__mark_failed(lua_State *L, int tidx); /* the metatable with __gc (a report) */
+/* With the Task metatable on top (left there): register it and its failed-task twin. */
+void corio__set_task_metatables(lua_State *L);
+
+/* The Cancelled and Timeout error objects. */
+void corio__push_cancel_error(lua_State *L, int tidx); /* with the task's cancel message */
+int corio__is_cancelled(lua_State *L, int idx);
+int corio__is_timeout(lua_State *L, int idx);
+void corio__push_timeout(lua_State *L, int msgidx); /* msgidx 0: no message */
+void corio__open_errors(lua_State *L);             /* sets Cancelled, Timeout in the table on top */
+
+/* What all_tasks() and tostring show. */
+const char *corio__state_name(const corio_task *t);
+void corio__push_name(lua_State *L, int idx, corio_task *t);
+void corio__push_spawn_site(lua_State *L, int idx, corio_task *t); /* "src:line", or nothing */
+void corio__push_where(lua_State *L, corio_task *t); /* "op at src:line" */
+
+/* ---- task.c: creating and reporting ------------------------------------------------------- */
+
+corio_task *corio__new_future(lua_State *L); /* pushes it */
+/* Report the unretrieved error of the failed task at idx to the error handler (once). */
+void corio__report(corio_runtime *rt, lua_State *L, int idx);
+/* Push the Cancelled error object for t (with its cancel message) and raise it. */
+int corio__raise_cancelled(lua_State *L, corio_task *t);
+
+/* ---- sched.c: state changes ------------------------------------------------------------------ */
+
+void corio__make_ready(corio_runtime *rt, corio_task *t); /* append to the ready queue */
+
+/* The task at tidx is done with `outcome`, its value(s) stored: tell its listeners, queue its
+ * done callbacks, report an error nobody will look at (eager mode). */
+void corio__finish(lua_State *L, int tidx, corio_task *t, int outcome);
+void corio__set_priority(corio_runtime *rt, corio_task *t, int priority);
+/* Run fn (at fnidx) with the task at taskidx soon, outside any task. */
+void corio__call_soon(lua_State *L, int fnidx, int taskidx);
+/* task:await() on a task not done yet, the task alone on the stack [suspends]. */
+int corio__await_task(lua_State *L, corio_task *t);
+void corio__sched_open(lua_State *L); /* the done-callback queue of a new state */
+
+/* ---- join.c: corio.core._wait and _collect ------------------------------------------------- */
+int corio__join_wait(lua_State *L);
+int corio__join_collect(lua_State *L);
+
+#endif
