@@ -92,7 +92,7 @@ void corio__box_attach(corio_box *b, corio_handle *h, uv_handle_t *uv,
   h->closing = 0;
   h->keep = 0;
   uv->data = h;
-  b->h = h;
+  if (b) b->h = h;
 }
 
 corio_handle *corio__box_check(lua_State *L, int idx, const char *cls, const char *op) {

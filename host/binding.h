@@ -163,7 +163,8 @@ struct corio_handle {
 
 /* Push a new empty box of class `cls` (a metatable made by corio__class). */
 corio_box *corio__box_new(lua_State *L, const char *cls);
-/* Attach a record allocated by the binding (whose handle is initialised) to box b. */
+/* Attach a record allocated by the binding (whose handle is initialised) to box b, or to no
+ * box (b NULL: a handle with no Lua face, closed and freed the same way). */
 void corio__box_attach(corio_box *b, corio_handle *h, uv_handle_t *uv,
                        void (*on_closed)(corio_handle *h));
 /* The record of the box at idx; raises "op: the <what> is closed" once closed. */
