@@ -452,7 +452,8 @@ static int xfer_read(lua_State *L) {
   luaL_checkstring(L, 2);
   luaL_checkstring(L, 3);
   lua_settop(L, 3);
-  if (corio__waiter_busy(&x->w)) return luaL_error(L, "http read: another task is already reading this response");
+  if (corio__waiter_busy(&x->w))
+    return luaL_error(L, "http read: another task is already reading this response");
   if (x->body.len > 0 || x->state != X_ACTIVE) return read_k(L, LUA_OK, 0);
   corio_task *t = corio__check_suspend(L, "http read");
   x->want = W_DATA;
