@@ -188,22 +188,33 @@ static int l_listen(lua_State *L) {
                             : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
   if (r) return corio__fail(L, "listen", target, r);
 
+  /* The options first: they may raise, and nothing is allocated yet. */
+  size_t max_header = (size_t)sockopt_int(L, 1, "max_header", 16 * 1024);
+  size_t max_url = (size_t)sockopt_int(L, 1, "max_url", 8 * 1024);
+  int max_headers = sockopt_int(L, 1, "max_headers", 100);
+  lua_getfield(L, 1, "max_body");
+  size_t max_body = lua_isnil(L, -1) ? 1024 * 1024 : (size_t)luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  int max_conns = sockopt_int(L, 1, "max_connections", 10000);
+  double header_timeout = opt_num(L, 1, "header_timeout", 30);
+  double body_timeout = opt_num(L, 1, "body_timeout", 30);
+  double idle_timeout = opt_num(L, 1, "idle_timeout", 75);
+  double write_timeout = opt_num(L, 1, "write_timeout", 60);
+
   corio_box *b = corio__box_new(L, SERVER);
   int bidx = lua_gettop(L);
   server *s = calloc(1, sizeof *s);
   if (!s) return corio__nomem(L);
   s->rt = rt;
-  s->max_header = (size_t)sockopt_int(L, 1, "max_header", 16 * 1024);
-  s->max_url = (size_t)sockopt_int(L, 1, "max_url", 8 * 1024);
-  s->max_headers = sockopt_int(L, 1, "max_headers", 100);
-  lua_getfield(L, 1, "max_body");
-  s->max_body = lua_isnil(L, -1) ? 1024 * 1024 : (size_t)luaL_checkinteger(L, -1);
-  lua_pop(L, 1);
-  s->max_conns = sockopt_int(L, 1, "max_connections", 10000);
-  s->header_timeout = opt_num(L, 1, "header_timeout", 30);
-  s->body_timeout = opt_num(L, 1, "body_timeout", 30);
-  s->idle_timeout = opt_num(L, 1, "idle_timeout", 75);
-  s->write_timeout = opt_num(L, 1, "write_timeout", 60);
+  s->max_header = max_header;
+  s->max_url = max_url;
+  s->max_headers = max_headers;
+  s->max_body = max_body;
+  s->max_conns = max_conns;
+  s->header_timeout = header_timeout;
+  s->body_timeout = body_timeout;
+  s->idle_timeout = idle_timeout;
+  s->write_timeout = write_timeout;
   s->self_ref = s->dispatch_ref = LUA_NOREF;
 
   r = uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
