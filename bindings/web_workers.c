@@ -14,11 +14,13 @@
 
 /* ---- signals --------------------------------------------------------------------------- */
 
+/* Up to MAX_SIGNALS watchers in one record, freed after the last close callback: a corio_box
+ * holds one handle, so Signals keeps its own box (the waiter slot is the shared one). */
 typedef struct sigs {
   uv_signal_t h[MAX_SIGNALS];
   int n, closing, pending_closes;
-  int got;              /* a signal that arrived and was not yet returned, or 0 */
-  corio_task *task;
+  int got; /* a signal that arrived and was not yet returned, or 0 */
+  corio_waiter w;
   corio_runtime *rt;
 } sigs;
 
@@ -49,10 +51,7 @@ static const char *signame(int num) {
 static void signal_cb(uv_signal_t *h, int num) {
   sigs *s = h->data;
   s->got = num;
-  if (s->task) {
-    corio__wake(s->rt, s->task);
-    s->task = NULL;
-  }
+  corio__waiter_wake(s->rt, &s->w, 0);
 }
 
 static void sigs_close_cb(uv_handle_t *h) {
@@ -85,7 +84,7 @@ static int l_signals(lua_State *L) {
   b->s = NULL;
   luaL_setmetatable(L, SIGNALS);
   sigs *s = calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "signals: out of memory");
+  if (!s) return corio__nomem(L);
   b->s = s;
   s->rt = rt;
   for (int i = 0; i < n; i++) {
@@ -102,15 +101,6 @@ static int l_signals(lua_State *L) {
   return 1;
 }
 
-static void sigs_cancel(lua_State *L, corio_task *t, void *data) {
-  (void)t;
-  sigs *s = data;
-  (void)L;
-  s->task = NULL;
-}
-
-static const corio_wait SIGNAL_WAIT = {"signal", sigs_cancel};
-
 static int sigs_wait_k(lua_State *L, int status, lua_KContext ctx) {
   sigbox *b = lua_touserdata(L, 1);
   (void)status;
@@ -125,19 +115,18 @@ static int sigs_wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int sigs_wait(lua_State *L) {
   sigbox *b = luaL_checkudata(L, 1, SIGNALS);
   if (!b->s) return luaL_error(L, "signals: closed");
-  if (b->s->task) return luaL_error(L, "signals: another task is waiting");
+  if (corio__waiter_busy(&b->s->w)) return luaL_error(L, "signals: another task is waiting");
   if (b->s->got) return sigs_wait_k(L, LUA_OK, 0);
-  corio_task *t = corio__check_suspend(L, "signal wait");
-  b->s->task = t;
+  corio__check_suspend(L, "signal wait");
   lua_settop(L, 1);
-  return corio__await(L, &SIGNAL_WAIT, b->s, sigs_wait_k, 0);
+  return corio__waiter_await(L, &b->s->w, "signal", sigs_wait_k, 0);
 }
 
 /* signals:close(): stop watching (the default actions apply again) */
 static int sigs_close_l(lua_State *L) {
   sigbox *b = luaL_checkudata(L, 1, SIGNALS);
   if (b->s) {
-    if (b->s->task) return luaL_error(L, "signals: a task is waiting");
+    if (corio__waiter_busy(&b->s->w)) return luaL_error(L, "signals: a task is waiting");
     sigs_close(b->s);
     b->s = NULL;
   }
@@ -147,7 +136,7 @@ static int sigs_close_l(lua_State *L) {
 static int sigs_gc(lua_State *L) {
   sigbox *b = lua_touserdata(L, 1);
   if (b->s) {
-    b->s->task = NULL;
+    b->s->w.task = NULL;
     sigs_close(b->s);
     b->s = NULL;
   }
@@ -156,35 +145,23 @@ static int sigs_gc(lua_State *L) {
 
 /* ---- worker processes ------------------------------------------------------------------ */
 
+/* The record behind a corio.web.Worker box, freed by the shared close callback once reaped. */
 typedef struct proc {
+  corio_handle base; /* first */
   uv_process_t h;
-  corio_task *task;
-  int exited, closed;
+  corio_runtime *rt;
+  corio_waiter w; /* a task waiting for the exit */
+  int exited;
   int64_t status;
   int term_signal;
-  struct wbox *owner;
 } proc;
 
-typedef struct wbox {
-  proc *p;
-} wbox;
-
-static void proc_close_cb(uv_handle_t *h) {
-  proc *p = (proc *)h;
-  if (p->owner) p->owner->p = NULL;
-  free(p);
-}
-
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
-  proc *p = (proc *)h;
-  corio_runtime *rt = h->data;
+  proc *p = container_of(h, proc, h);
   p->exited = 1;
   p->status = status;
   p->term_signal = term_signal;
-  if (p->task) {
-    corio__wake(rt, p->task);
-    p->task = NULL;
-  }
+  corio__waiter_wake(p->rt, &p->w, 0);
 }
 
 extern char **environ;
@@ -222,66 +199,50 @@ static int l_spawn(lua_State *L) {
     if (!replaced) envp[n++] = environ[i];
   }
   envp[n] = NULL;
-  wbox *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->p = NULL;
-  luaL_setmetatable(L, WORKER);
+  corio_box *b = corio__box_new(L, WORKER);
   proc *p = calloc(1, sizeof *p);
-  if (!p) return luaL_error(L, "spawn: out of memory");
+  if (!p) return corio__nomem(L);
   uv_stdio_container_t stdio[3] = {
     {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
     {.flags = UV_INHERIT_FD, .data.fd = 2}};
   uv_process_options_t o = {.exit_cb = exit_cb, .file = file, .args = argv, .env = envp,
                             .stdio_count = 3, .stdio = stdio};
-  p->h.data = rt;
+  p->rt = rt;
   int r = uv_spawn(corio__loop(rt), &p->h, &o);
+  corio__box_attach(b, &p->base, (uv_handle_t *)&p->h, NULL);
   if (r) {
-    uv_close((uv_handle_t *)&p->h, proc_close_cb);
+    corio__box_close(&p->base); /* libuv wants the handle closed even so */
     return corio__fail(L, "spawn", file, r);
   }
-  b->p = p;
-  p->owner = b;
   return 1;
 }
 
 static proc *check_proc(lua_State *L) {
-  wbox *b = luaL_checkudata(L, 1, WORKER);
-  if (!b->p) luaL_error(L, "worker: already reaped");
-  return b->p;
+  corio_box *b = luaL_checkudata(L, 1, WORKER);
+  if (!b->h || b->h->closing) luaL_error(L, "worker: already reaped");
+  return (proc *)b->h;
 }
-
-static void proc_cancel(lua_State *L, corio_task *t, void *data) {
-  (void)t;
-  proc *p = data;
-  (void)L;
-  p->task = NULL;
-}
-
-static const corio_wait PROC_WAIT = {"worker wait", proc_cancel};
 
 static int proc_wait_k(lua_State *L, int status, lua_KContext ctx) {
-  wbox *b = lua_touserdata(L, 1);
-  proc *p = b->p;
+  corio_box *b = lua_touserdata(L, 1);
+  proc *p = (proc *)b->h;
   (void)status;
   (void)ctx;
   lua_pushinteger(L, (lua_Integer)p->status);
   if (p->term_signal) lua_pushstring(L, signame(p->term_signal));
   else lua_pushnil(L);
-  p->owner = NULL;
-  b->p = NULL;
-  p->closed = 1;
-  uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  corio__box_close(&p->base); /* reaped */
   return 2;
 }
 
 /* worker:wait() -> exit status, signal name or nil  [suspends until it exits] */
 static int proc_wait(lua_State *L) {
   proc *p = check_proc(L);
-  if (p->task) return luaL_error(L, "worker: another task is waiting");
+  if (corio__waiter_busy(&p->w)) return luaL_error(L, "worker: another task is waiting");
   if (p->exited) return proc_wait_k(L, LUA_OK, 0);
-  corio_task *t = corio__check_suspend(L, "worker wait");
-  p->task = t;
+  corio__check_suspend(L, "worker wait");
   lua_settop(L, 1);
-  return corio__await(L, &PROC_WAIT, p, proc_wait_k, 0);
+  return corio__waiter_await(L, &p->w, "worker wait", proc_wait_k, 0);
 }
 
 /* worker:kill([signal = "SIGTERM"]) -> true | nil, msg, code */
@@ -303,16 +264,14 @@ static int proc_pid(lua_State *L) {
 }
 
 static int proc_gc(lua_State *L) {
-  wbox *b = lua_touserdata(L, 1);
-  if (b->p) {
+  corio_box *b = lua_touserdata(L, 1);
+  proc *p = (proc *)b->h;
+  if (p && !p->base.closing) {
     /* a worker nobody supervises any more: it is not left running */
-    if (!b->p->exited) uv_process_kill(&b->p->h, SIGTERM);
-    b->p->owner = NULL;
-    b->p->task = NULL;
-    uv_close((uv_handle_t *)&b->p->h, proc_close_cb);
-    b->p = NULL;
+    if (!p->exited) uv_process_kill(&p->h, SIGTERM);
+    p->w.task = NULL;
   }
-  return 0;
+  return corio__box_gc(L);
 }
 
 /* corio._web_workers.exepath() -> path of the running executable */
@@ -326,24 +285,17 @@ static int l_exepath(lua_State *L) {
 }
 
 static const luaL_Reg sig_methods[] = {{"wait", sigs_wait}, {"close", sigs_close_l}, {NULL, NULL}};
+static const luaL_Reg sig_meta[] = {{"__gc", sigs_gc}, {NULL, NULL}};
+static const luaL_Reg proc_meta[] = {{"__gc", proc_gc}, {NULL, NULL}};
 static const luaL_Reg proc_methods[] = {
   {"wait", proc_wait}, {"kill", proc_kill}, {"pid", proc_pid}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {
   {"signals", l_signals}, {"spawn", l_spawn}, {"exepath", l_exepath}, {NULL, NULL}};
 
 int luaopen_corio_web_workers(lua_State *L) {
-  luaL_newmetatable(L, SIGNALS);
-  luaL_newlib(L, sig_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, sigs_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, WORKER);
-  luaL_newlib(L, proc_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, proc_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  corio__class(L, SIGNALS, sig_methods, sig_meta);
+  corio__class(L, WORKER, proc_methods, proc_meta);
+  lua_pop(L, 2);
   luaL_newlib(L, funcs);
   return 1;
 }

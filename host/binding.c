@@ -90,8 +90,9 @@ void corio__box_attach(corio_box *b, corio_handle *h, uv_handle_t *uv,
   h->box = b;
   h->on_closed = on_closed;
   h->closing = 0;
+  h->keep = 0;
   uv->data = h;
-  b->h = h;
+  if (b) b->h = h;
 }
 
 corio_handle *corio__box_check(lua_State *L, int idx, const char *cls, const char *op) {
@@ -102,8 +103,14 @@ corio_handle *corio__box_check(lua_State *L, int idx, const char *cls, const cha
 
 static void box_closed(uv_handle_t *uv) {
   corio_handle *h = uv->data;
-  if (h->box) h->box->h = NULL;
+  int keep = h->keep; /* read first: on_closed may release a kept record */
+  if (h->box && !keep) h->box->h = NULL;
   if (h->on_closed) h->on_closed(h);
+  if (!keep) free(h);
+}
+
+void corio__box_release(corio_handle *h) {
+  if (h->box) h->box->h = NULL;
   free(h);
 }
 

@@ -158,17 +158,23 @@ struct corio_handle {
   corio_box *box;    /* the userdata, or NULL once it was collected */
   void (*on_closed)(corio_handle *h);
   int closing;
+  int keep; /* set by the binding: the record outlives its handle (see corio__box_release) */
 };
 
 /* Push a new empty box of class `cls` (a metatable made by corio__class). */
 corio_box *corio__box_new(lua_State *L, const char *cls);
-/* Attach a record allocated by the binding (whose handle is initialised) to box b. */
+/* Attach a record allocated by the binding (whose handle is initialised) to box b, or to no
+ * box (b NULL: a handle with no Lua face, closed and freed the same way). */
 void corio__box_attach(corio_box *b, corio_handle *h, uv_handle_t *uv,
                        void (*on_closed)(corio_handle *h));
 /* The record of the box at idx; raises "op: the <what> is closed" once closed. */
 corio_handle *corio__box_check(lua_State *L, int idx, const char *cls, const char *op);
 void corio__box_close(corio_handle *h); /* idempotent; frees h after libuv's close callback */
 int corio__box_gc(lua_State *L);         /* __gc/__close for boxes: closes the handle */
+/* A record with `keep` set (a server whose connections still run after its listener closed)
+ * stays attached to its box and is not freed by the close callback: the binding calls
+ * corio__box_release once it is done with it, which detaches the box and frees the record. */
+void corio__box_release(corio_handle *h);
 
 /* ---- classes -------------------------------------------------------------------------------
  * Create (or fetch) the metatable `name`, with __name, __index = the methods, and the given

@@ -296,12 +296,14 @@ static inline corio_value corio_string(const char *s) {
 
 /* Run the loop until no task is ready and nothing keeps the loop alive (on the
  * application's loop, its own active handles count), or until corio_stop. Returns 0,
- * CORIO_EBUSY when called from inside the loop. */
+ * CORIO_EBUSY when called from inside the loop, CORIO_ENOMEM when the scheduler itself ran
+ * out of memory (the loop is then stopped for good: close the runtime). */
 int corio_run(corio_runtime *rt);
 
 /* One iteration without blocking: run the ready tasks, poll I/O once (uv_run NOWAIT), run
  * the tasks that made ready. Returns 1 while there is more to do (tasks ready or the loop
- * alive), 0 when idle, CORIO_EBUSY when called from inside the loop. */
+ * alive), 0 when idle, CORIO_EBUSY when called from inside the loop, CORIO_ENOMEM as
+ * corio_run. */
 int corio_step(corio_runtime *rt);
 
 /* Make corio_run return after the current iteration (safe from a task, a C function or a

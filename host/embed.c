@@ -559,6 +559,10 @@ int corio_run(corio_runtime *rt) {
   while (!e->stop && corio__turn(rt, UV_RUN_ONCE, NULL)) {
   }
   e->stop = 0;
+  if (rt->oom) {
+    corio__set_error(rt, "corio_run: not enough memory");
+    return CORIO_ENOMEM;
+  }
   return 0;
 }
 
@@ -567,7 +571,12 @@ int corio_step(corio_runtime *rt) {
     corio__set_error(rt, "corio_step: the loop is already running");
     return CORIO_EBUSY;
   }
-  return corio__turn(rt, UV_RUN_NOWAIT, NULL) ? 1 : 0;
+  int more = corio__turn(rt, UV_RUN_NOWAIT, NULL);
+  if (rt->oom) {
+    corio__set_error(rt, "corio_step: not enough memory");
+    return CORIO_ENOMEM;
+  }
+  return more ? 1 : 0;
 }
 
 void corio_stop(corio_runtime *rt) {

@@ -117,7 +117,8 @@ struct corio_runtime {
   int unretrieved;          /* task errors reported because nobody retrieved them */
   int soon_pending;         /* done-callbacks queued in the soon table */
   int debug;                /* capture full spawn tracebacks */
-  int eager_report;         /* report a failed task with no listener at once (the REPL) */
+  int eager_report;
+  int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */         /* report a failed task with no listener at once (the REPL) */
   void *tag;                /* what a scheduler yield carries (see coro.c) */
   struct corio_nest *nest;  /* coroutine.resume frames currently active (innermost first) */
   corio_error_handler on_error;

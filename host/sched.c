@@ -451,9 +451,11 @@ static int run_ready_p(lua_State *L) {
 
 /* Run the ready tasks where a memory error in their bookkeeping (on the main state, outside
  * every task) can neither unwind through uv_run nor reach Lua's panic handler, which aborts.
- * Out of memory then fails just the task being stepped or finished (it stays "running" and is
- * never woken); the error is reported, the other tasks run on. One protected call per loop
- * turn, not per task: the step stays as cheap. */
+ * A task's own memory errors are caught inside its coroutine and fail that task; one here
+ * means the heap is exhausted for the scheduler itself, so the loop stops (rt->oom) and
+ * whatever drives it reports Lua's memory error: corio__drive and the end of a script raise
+ * it, corio_run and corio_step return CORIO_ENOMEM. Going on would only lose task after task.
+ * One protected call per loop turn, not per task: the step stays as cheap. */
 static void run_ready_protected(corio_runtime *rt) {
   lua_State *L = rt->L;
   corio_task *current = rt->current;
@@ -464,12 +466,10 @@ static void run_ready_protected(corio_runtime *rt) {
   int st = lua_pcall(L, 1, 0, 0);
   if (st != LUA_OK && st != LUA_ERRMEM) lua_error(L); /* a Ctrl-C hook on L: as before */
   if (st == LUA_ERRMEM) {
-    char msg[200];
-    snprintf(msg, sizeof msg, "corio: a task was lost running the ready tasks: %s",
-             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
     rt->current = current;
     lua_settop(L, top);
-    rt->on_error(rt->on_error_ud, msg);
+    rt->oom = 1;
+    uv_stop(rt->loop);
   }
 }
 
@@ -482,11 +482,12 @@ static void check_cb(uv_check_t *h) {
 
 int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt)) {
   int alive = 0;
+  if (rt->oom) return 0;
   rt->in_loop++;
   if (rt->ready_head || rt->soon_pending) run_ready_protected(rt);
-  if (!skip_poll || !skip_poll(rt)) alive = uv_run(rt->loop, mode);
+  if (!rt->oom && (!skip_poll || !skip_poll(rt))) alive = uv_run(rt->loop, mode);
   rt->in_loop--;
-  return alive || rt->ready_head != NULL;
+  return !rt->oom && (alive || rt->ready_head != NULL);
 }
 
 static int main_woken(corio_runtime *rt) {
@@ -499,6 +500,7 @@ static void drive(lua_State *L, corio_task *t, const char *op) {
   corio_runtime *rt = corio__rt(L);
   while (t->state == CORIO_WAITING) {
     int alive = corio__turn(rt, UV_RUN_ONCE, main_woken);
+    if (rt->oom) corio__nomem(L);
     if (t->state != CORIO_WAITING) break;
     if (!alive) {
       const corio_wait *w = t->wait;
@@ -516,7 +518,7 @@ int corio__run_until_idle(corio_runtime *rt) {
   if (rt->in_loop) return -1;
   while (corio__turn(rt, UV_RUN_ONCE, NULL)) {
   }
-  return 0;
+  return rt->oom ? CORIO_ENOMEM : 0;
 }
 
 /* The scheduler's own handles: the check that runs ready tasks, the idle that keeps poll from

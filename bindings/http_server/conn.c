@@ -1,0 +1,456 @@
+/* A connection's life cycle: accept, read, feed the parser, timeouts on the runtime's timer
+ * heap, keep-alive and pipelining (one request at a time, answered in order), writes, and a
+ * graceful close. Out of memory costs the one connection that needed it, never the process. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http_server.h"
+
+typedef struct wreq {
+  uv_write_t req;
+  conn *c;
+  size_t len;
+  char data[];
+} wreq;
+
+static void read_start(conn *c);
+
+/* ---- timers ---------------------------------------------------------------------------- */
+
+/* Timers are lazy, as nginx's are: the heap entry stays while a connection moves between
+ * phases (idle, head, body, handling), and only `deadline` and `timer_kind` change. The
+ * entry is moved only when a deadline comes earlier than the armed one; when it fires, a
+ * later deadline re-arms it. Keep-alive traffic then costs no heap operation per request.
+ * A connection whose deadline cannot be armed (the heap cannot grow) is closed. */
+static void conn_timer_fire(corio_runtime *rt, corio_timer *t) {
+  conn *c = container_of(t, conn, timer);
+  int kind = c->timer_kind;
+  if (kind == T_NONE) return;
+  uint64_t now = uv_hrtime();
+  if (c->deadline > now) {
+    if (corio__timer_start(rt, &c->timer, (double)(c->deadline - now) / 1e9) != 0)
+      corio__hs_conn_close(c);
+    return;
+  }
+  c->timer_kind = T_NONE;
+  switch (kind) {
+  case T_HEADER:
+    /* A client that started a request but did not finish its head in time: 408 (as nginx);
+     * one that sent nothing at all is closed silently. */
+    if (c->got_bytes) corio__hs_send_error(c, 408);
+    else corio__hs_conn_close(c);
+    break;
+  case T_BODY: corio__hs_send_error(c, 408); break;
+  default: corio__hs_conn_close(c); break;
+  }
+}
+
+static void arm(conn *c, int kind, double seconds) {
+  if (seconds <= 0) {
+    c->timer_kind = T_NONE;
+    return;
+  }
+  uint64_t when = uv_hrtime() + (uint64_t)(seconds * 1e9);
+  c->timer_kind = kind;
+  c->deadline = when;
+  if ((c->timer.index < 0 || c->timer.when > when) &&
+      corio__timer_start(c->srv->rt, &c->timer, seconds) != 0)
+    corio__hs_conn_close(c);
+}
+
+static void disarm(conn *c) {
+  c->timer_kind = T_NONE;
+}
+
+/* ---- closing --------------------------------------------------------------------------- */
+
+/* Once the listener is closed and no connection is open, nothing can dispatch any more: the
+ * Lua side is released at once (the C memory follows in the close callbacks). */
+void corio__hs_release_refs(server *s) {
+  if (s->listening || s->conns || s->lua_gone || s->self_ref == LUA_NOREF) return;
+  lua_State *L = corio__L(s->rt);
+  int self = s->self_ref, disp = s->dispatch_ref;
+  s->self_ref = s->dispatch_ref = LUA_NOREF;
+  corio__unanchor(L, disp);
+  corio__unanchor(L, self);
+}
+
+void corio__hs_conn_free_if_done(conn *c) {
+  if (!c->handle_closed || c->task) return;
+  server *s = c->srv;
+  if (c->file_fd >= 0) close(c->file_fd);
+  corio__hs_parse_free(c);
+  free(c->pending);
+  free(c);
+  s->nconns--;
+  corio__hs_server_maybe_free(s);
+}
+
+static void conn_close_cb(uv_handle_t *h) {
+  conn *c = container_of((uv_tcp_t *)h, conn, tcp);
+  c->handle_closed = 1;
+  corio__hs_conn_free_if_done(c);
+}
+
+/* Close now. The record stays until its close callback and until a running handler has
+ * answered (its response is then dropped). */
+void corio__hs_conn_close(conn *c) {
+  if (c->state == ST_CLOSED) return;
+  server *s = c->srv;
+  c->state = ST_CLOSED;
+  corio__timer_stop(s->rt, &c->timer);
+  c->timer_kind = T_NONE;
+  if (c->next) c->next->prev = c->prev;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  c->next = c->prev = NULL;
+  uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+  corio__hs_release_refs(s);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  conn *c = req->data;
+  free(req);
+  if (status < 0 && c->state == ST_LINGER) corio__hs_conn_close(c);
+}
+
+/* Close gracefully once the queued writes are out: send FIN, then read and discard what the
+ * client still sends (a reset would destroy the response in its receive buffer) until its
+ * EOF or a short linger time. */
+void corio__hs_begin_close(conn *c) {
+  if (c->state == ST_CLOSED || c->state == ST_LINGER) return;
+  c->state = ST_LINGER;
+  if (c->eof) {
+    /* It already said it is done: close once the writes have drained. */
+    if (c->writes == 0) { corio__hs_conn_close(c); return; }
+  }
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req) { corio__hs_conn_close(c); return; }
+  req->data = c;
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+    free(req);
+    corio__hs_conn_close(c);
+    return;
+  }
+  arm(c, T_LINGER, LINGER_SECONDS + (c->writes ? c->srv->write_timeout : 0));
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+static void write_cb(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  conn *c = w->c;
+  free(w);
+  c->writes--;
+  if (c->state == ST_CLOSED) return;
+  if (status < 0) {
+    corio__hs_conn_close(c);
+    return;
+  }
+  if (c->timer_kind == T_WRITE && c->writes == 0) {
+    /* written out: an idle keep-alive connection gets its idle time back */
+    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, c->srv->idle_timeout);
+    else disarm(c);
+  }
+  if (c->file_fd >= 0 && c->writes == 0) {
+    corio__hs_file_next(c);
+    return;
+  }
+  if (c->state == ST_LINGER && c->eof && c->writes == 0) corio__hs_conn_close(c);
+}
+
+/* Write bufs: straight to the socket when it takes them, else queued (copied). */
+void corio__hs_conn_write(conn *c, uv_buf_t *bufs, int n) {
+  if (c->state == ST_CLOSED) return;
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += bufs[i].len;
+  if (total == 0) return;
+  int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+  if (done == UV_EAGAIN || done == UV_ENOSYS) done = 0;
+  if (done < 0) {
+    corio__hs_conn_close(c);
+    return;
+  }
+  if ((size_t)done == total) return;
+  wreq *w = malloc(sizeof *w + total - (size_t)done);
+  if (!w) { /* the response cannot be queued: this connection ends */
+    corio__hs_conn_close(c);
+    return;
+  }
+  w->c = c;
+  w->len = 0;
+  size_t skip = (size_t)done;
+  for (int i = 0; i < n; i++) {
+    size_t l = bufs[i].len;
+    if (skip >= l) { skip -= l; continue; }
+    memcpy(w->data + w->len, bufs[i].base + skip, l - skip);
+    w->len += l - skip;
+    skip = 0;
+  }
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+    free(w);
+    corio__hs_conn_close(c);
+    return;
+  }
+  c->writes++;
+  if (c->timer_kind == T_NONE || c->timer_kind == T_IDLE)
+    arm(c, T_WRITE, c->srv->write_timeout);
+}
+
+/* The file being sent failed or could not be queued: the framing is broken, close. */
+static void file_fail(conn *c) {
+  close(c->file_fd);
+  c->file_fd = -1;
+  corio__hs_conn_close(c);
+  corio__hs_finish_response(corio__L(c->srv->rt), c);
+}
+
+/* Queue the next chunk of the file being sent; at its end, finish the response. */
+void corio__hs_file_next(conn *c) {
+  if (c->state == ST_CLOSED) return;
+  if (c->file_left == 0) {
+    close(c->file_fd);
+    c->file_fd = -1;
+    corio__hs_finish_response(corio__L(c->srv->rt), c);
+    return;
+  }
+  size_t want = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
+  wreq *w = malloc(sizeof *w + want);
+  if (!w) {
+    file_fail(c);
+    return;
+  }
+  ssize_t got = read(c->file_fd, w->data, want);
+  if (got <= 0) { /* the file shrank or failed under us */
+    free(w);
+    file_fail(c);
+    return;
+  }
+  c->file_left -= (uint64_t)got;
+  w->c = c;
+  w->len = (size_t)got;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)got);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+    free(w);
+    file_fail(c);
+    return;
+  }
+  c->writes++;
+  arm(c, T_WRITE, c->srv->write_timeout);
+}
+
+/* ---- the request cycle ----------------------------------------------------------------- */
+
+/* Parse what the client sent, until a request completes (the parser then pauses), an error
+ * or the end of the data. Leftover bytes wait in c->pending. */
+static void feed(lua_State *L, conn *c, const char *data, size_t n) {
+  if (n == 0) return;
+  if (c->state == ST_HEAD && !c->got_bytes && c->timer_kind == T_IDLE)
+    arm(c, T_HEADER, c->srv->header_timeout);
+  size_t used;
+  int r = corio__hs_parse(c, data, n, &used);
+  /* The deadlines of what the parser saw: the header's starts with the request's first
+   * byte and is never pushed back by later bytes; the body's moves with each body byte. */
+  if (c->ev_begin && c->timer_kind != T_HEADER) arm(c, T_HEADER, c->srv->header_timeout);
+  if (c->ev_head) {
+    if (c->body_expected) arm(c, T_BODY, c->srv->body_timeout);
+    else disarm(c);
+  } else if (c->ev_body && c->timer_kind == T_BODY) {
+    arm(c, T_BODY, c->srv->body_timeout);
+  }
+  if (c->ev_continue) { /* before the answer, even one that rejects the body */
+    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+    corio__hs_conn_write(c, &b, 1);
+  }
+  if (c->state == ST_CLOSED) return;
+  if (r == HS_MORE) return;
+  if (r == HS_REJECT) {
+    if (c->err_status == HS_NOMEM) corio__hs_conn_close(c);
+    else corio__hs_send_error(c, c->err_status);
+    return;
+  }
+  disarm(c);
+  size_t rest = n - used;
+  if (rest) { /* pipelined bytes: c->pending is empty here (see process_pending) */
+    char *p = realloc(c->pending, rest);
+    if (!p) {
+      corio__hs_conn_close(c);
+      return;
+    }
+    c->pending = p;
+    memcpy(c->pending, data + used, rest);
+  }
+  c->pending_len = rest;
+  corio__hs_dispatch(L, c);
+}
+
+/* Parse the bytes that arrived while the previous request was being handled. */
+static void process_pending(lua_State *L, conn *c) {
+  char *p = c->pending;
+  size_t n = c->pending_len;
+  c->pending = NULL;
+  c->pending_len = 0;
+  feed(L, c, p, n);
+  free(p);
+}
+
+/* The response to the current request is complete (queued in order on the socket): go on
+ * with the next request on this connection, or close it. */
+void corio__hs_finish_response(lua_State *L, conn *c) {
+  if (c->task) {
+    corio__unlisten(&c->task_done);
+    c->task = NULL;
+  }
+  if (c->state == ST_CLOSED) {
+    corio__hs_conn_free_if_done(c);
+    return;
+  }
+  if (c->state == ST_LINGER) return;
+  if (c->close_after || !c->keep_alive || !c->srv->listening) {
+    corio__hs_begin_close(c);
+    return;
+  }
+  corio__hs_reset(c);
+  if (c->pending_len) {
+    process_pending(L, c);
+    if (c->state != ST_HEAD || c->got_bytes) {
+      if (c->state != ST_CLOSED && c->state != ST_LINGER && !c->reading && !c->eof)
+        read_start(c);
+      return;
+    }
+  }
+  if (c->eof) {
+    corio__hs_begin_close(c);
+    return;
+  }
+  if (!c->reading) read_start(c);
+  if (c->writes == 0 || c->timer_kind != T_WRITE) arm(c, T_IDLE, c->srv->idle_timeout);
+}
+
+/* ---- reading and accepting -------------------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  conn *c = container_of((uv_tcp_t *)h, conn, tcp);
+  (void)size;
+  /* One buffer per server: every read is parsed (or copied out) before the next. */
+  *buf = uv_buf_init(c->srv->rbuf, READ_BUF);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  conn *c = container_of((uv_tcp_t *)st, conn, tcp);
+  lua_State *L = corio__L(c->srv->rt);
+  if (nread == 0) return;
+  if (nread < 0) {
+    uv_read_stop(st);
+    c->reading = 0;
+    if (nread != UV_EOF) { /* reset: only this connection pays */
+      corio__hs_conn_close(c);
+      return;
+    }
+    c->eof = 1;
+    switch (c->state) {
+    case ST_HANDLING: break; /* half-closed after its request: it still gets its answer */
+    case ST_LINGER:
+      if (c->writes == 0) corio__hs_conn_close(c);
+      break;
+    default: corio__hs_conn_close(c); break; /* idle, or an incomplete request then EOF */
+    }
+    return;
+  }
+  switch (c->state) {
+  case ST_LINGER: return; /* discarded */
+  case ST_HANDLING: {
+    char *p = realloc(c->pending, c->pending_len + (size_t)nread);
+    if (!p) {
+      corio__hs_conn_close(c);
+      return;
+    }
+    c->pending = p;
+    memcpy(c->pending + c->pending_len, buf->base, (size_t)nread);
+    c->pending_len += (size_t)nread;
+    if (c->pending_len > PENDING_MAX) { /* back-pressure on a pipelining client */
+      uv_read_stop(st);
+      c->reading = 0;
+    }
+    return;
+  }
+  case ST_CLOSED: return;
+  default: feed(L, c, buf->base, (size_t)nread);
+  }
+}
+
+static void read_start(conn *c) {
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0) c->reading = 1;
+  else corio__hs_conn_close(c);
+}
+
+static void on_connection_retry(server *s);
+
+static void spare_closed(uv_handle_t *h) {
+  server *s = container_of((uv_tcp_t *)h, server, spare);
+  s->spare_busy = 0;
+  s->nconns--;
+  on_connection_retry(s);
+  corio__hs_server_maybe_free(s);
+}
+
+/* No memory for a connection's record: accept it into the server's spare handle and close
+ * it at once (the client sees a reset), so that the listener goes on accepting. While the
+ * spare is closing, the connection waits in libuv; the spare's close callback comes back. */
+static void drop_connection(server *s) {
+  if (s->spare_busy) return;
+  uv_tcp_init(corio__loop(s->rt), &s->spare);
+  s->spare_busy = 1;
+  s->nconns++;
+  uv_accept((uv_stream_t *)&s->tcp, (uv_stream_t *)&s->spare);
+  uv_close((uv_handle_t *)&s->spare, spare_closed);
+}
+
+void corio__hs_on_connection(uv_stream_t *ls, int status) {
+  server *s = container_of((uv_tcp_t *)ls, server, tcp);
+  if (status < 0) return;
+  conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    drop_connection(s);
+    return;
+  }
+  uv_tcp_init(corio__loop(s->rt), &c->tcp);
+  c->srv = s;
+  c->file_fd = -1;
+  c->timer.index = -1;
+  c->timer.fire = conn_timer_fire;
+  s->nconns++;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    c->state = ST_CLOSED;
+    uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+    return;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  if (s->nconns > s->max_conns) {
+    /* Past the limit: a polite 503 and a close, rather than a silent backlog. */
+    corio__hs_send_error(c, 503);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
+    else
+      uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
+  }
+  corio__hs_parse_init(c);
+  arm(c, T_HEADER, s->header_timeout);
+  if (c->state != ST_CLOSED) read_start(c);
+}
+
+/* A connection left waiting in libuv while the spare was busy: accept it now. */
+static void on_connection_retry(server *s) {
+  if (s->listening) corio__hs_on_connection((uv_stream_t *)&s->tcp, 0);
+}

@@ -1,0 +1,378 @@
+/* The HTTP/1.1 server's Lua surface: listen, the server object, handing requests to handler
+ * tasks (a new task, or an idle one waiting in next_request), realpath and stat. Policy
+ * (routing, middleware, errors) is in scripts/corio/web.lua.
+ * Lua module "corio._http_server": listen, next_request, realpath, stat and the response
+ * functions of respond.c; methods of corio.web.Server: port, close, abort, connections. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "http_server.h"
+
+#define MAX_IDLE 1024
+
+/* ---- handing requests to handler tasks --------------------------------------------------- */
+
+/* The handler task ended while it still owned c's request (it was cancelled before it
+ * could answer, or its code swallowed the request): close and release the connection. */
+static void task_done_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
+  conn *c = container_of(l, conn, task_done);
+  (void)rt;
+  (void)done;
+  c->task = NULL;
+  corio__hs_conn_close(c);
+  corio__hs_conn_free_if_done(c);
+}
+
+/* c's request now belongs to t. The connection record lives until t answers or ends, so
+ * the light userdata the task holds never dangles. */
+static void own(conn *c, corio_task *t) {
+  c->task = t;
+  corio__listen(t, &c->task_done, task_done_fire);
+}
+
+/* A handler task waiting for its next request: a slot on its own stack (a userdata), listed
+ * in the server's idle array until a request or the server's end wakes it. */
+struct idle_slot {
+  corio_waiter w;
+  server *s;
+  conn *c; /* the request handed over, or NULL: no more requests */
+};
+
+/* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
+ * running worker(server, conn, method, target, headers, body, http11, remote). The request
+ * stays in c's buffers until it is answered, so a woken task reads it from there. */
+void corio__hs_dispatch(lua_State *L, conn *c) {
+  server *s = c->srv;
+  if (s->nidle > 0) {
+    idle_slot *slot = s->idle[--s->nidle];
+    slot->c = c;
+    own(c, slot->w.task);
+    corio__waiter_wake(s->rt, &slot->w, 0);
+    return;
+  }
+  luaL_checkstack(L, 12, NULL);
+  corio__push_anchor(L, s->dispatch_ref);
+  int fidx = lua_gettop(L);
+  corio__push_anchor(L, s->self_ref);
+  corio__hs_push_request(L, c);
+  own(c, corio__spawn(L, fidx, 8));
+  lua_settop(L, fidx - 1);
+}
+
+/* Let every idle handler task end: no request will come any more. */
+static void release_idle(server *s) {
+  while (s->nidle > 0) {
+    idle_slot *slot = s->idle[--s->nidle];
+    slot->c = NULL;
+    corio__waiter_wake(s->rt, &slot->w, 0);
+  }
+}
+
+static void next_request_cancel(lua_State *L, corio_waiter *w) {
+  idle_slot *slot = container_of(w, idle_slot, w);
+  server *s = slot->s;
+  (void)L;
+  for (int i = 0; i < s->nidle; i++) {
+    if (s->idle[i] == slot) {
+      s->idle[i] = s->idle[--s->nidle];
+      break;
+    }
+  }
+}
+
+static int next_request_k(lua_State *L, int status, lua_KContext ctx) {
+  idle_slot *slot = lua_touserdata(L, (int)ctx);
+  (void)status;
+  if (!slot->c) return 0;
+  corio__hs_push_request(L, slot->c);
+  return 7;
+}
+
+static server *to_server(lua_State *L) {
+  corio_box *b = luaL_checkudata(L, 1, SERVER);
+  return (server *)b->h;
+}
+
+/* _http_server.next_request(server) -> conn, method, target, headers, body, http11, remote
+ *   | nothing (the server is done, or enough tasks are idle)  [suspends]
+ * Called by a handler task once it has answered, to serve the next request. */
+static int l_next_request(lua_State *L) {
+  server *s = to_server(L);
+  if (!s || !s->listening || s->nidle >= MAX_IDLE) return 0;
+  corio__check_suspend(L, "next request");
+  if (s->nidle == s->idle_cap) {
+    int cap = s->idle_cap ? s->idle_cap * 2 : 64;
+    idle_slot **idle = realloc(s->idle, sizeof *s->idle * (size_t)cap);
+    if (!idle) return corio__nomem(L);
+    s->idle = idle;
+    s->idle_cap = cap;
+  }
+  lua_settop(L, 1);
+  idle_slot *slot = lua_newuserdatauv(L, sizeof *slot, 0);
+  *slot = (idle_slot){.w = {.on_cancel = next_request_cancel}, .s = s};
+  s->idle[s->nidle++] = slot;
+  return corio__waiter_await(L, &slot->w, "next request", next_request_k, 2);
+}
+
+/* ---- the server object ------------------------------------------------------------------ */
+
+/* The server record lives until its listener is closed and its last connection is gone;
+ * its userdata stays anchored until then, so a server nobody references keeps serving. */
+void corio__hs_server_maybe_free(server *s) {
+  if (!s->listener_closed || s->nconns > 0) return;
+  corio__hs_release_refs(s);
+  free(s->idle);
+  free(s->scratch);
+  corio__box_release(&s->base);
+}
+
+static void listener_closed(corio_handle *h) {
+  server *s = (server *)h;
+  s->listener_closed = 1;
+  corio__hs_server_maybe_free(s);
+}
+
+static int sockopt_int(lua_State *L, int idx, const char *k, int def) {
+  int v;
+  lua_getfield(L, idx, k);
+  v = lua_isnil(L, -1) ? def : (int)luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static double opt_num(lua_State *L, int idx, const char *k, double def) {
+  double v;
+  lua_getfield(L, idx, k);
+  v = lua_isnil(L, -1) ? def : (double)luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static server *check_server(lua_State *L) {
+  server *s = to_server(L);
+  if (!s || !s->listening) luaL_error(L, "server: it is closed");
+  return s;
+}
+
+/* _http_server.listen{host=, port=, dispatch=fn, reuseport=, backlog=, max_header=,
+ *   max_url=, max_headers=, max_body=, max_connections=, header_timeout=, body_timeout=,
+ *   idle_timeout=, write_timeout=} -> server | nil, msg, code
+ * dispatch(server, conn, method, target, headers, body, http11, remote) runs in a new task
+ * when no handler task is idle; it answers with respond (or stream_*, sendfile) and may then
+ * call next_request(server) for more. */
+static int l_listen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  corio_runtime *rt = corio__rt(L);
+  lua_getfield(L, 1, "host");
+  const char *host = luaL_optstring(L, -1, "127.0.0.1");
+  int port = sockopt_int(L, 1, "port", 8080);
+  if (port < 0 || port > 65535) return luaL_error(L, "listen: port %d is out of range", port);
+  lua_getfield(L, 1, "dispatch");
+  luaL_checktype(L, -1, LUA_TFUNCTION);
+  int dispatch_idx = lua_gettop(L);
+  lua_getfield(L, 1, "reuseport");
+  int reuse = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  int backlog = sockopt_int(L, 1, "backlog", 511);
+
+  struct sockaddr_storage addr;
+  char target[300];
+  snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+  int r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
+                            : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  if (r) return corio__fail(L, "listen", target, r);
+
+  /* The options first: they may raise, and nothing is allocated yet. */
+  size_t max_header = (size_t)sockopt_int(L, 1, "max_header", 16 * 1024);
+  size_t max_url = (size_t)sockopt_int(L, 1, "max_url", 8 * 1024);
+  int max_headers = sockopt_int(L, 1, "max_headers", 100);
+  lua_getfield(L, 1, "max_body");
+  size_t max_body = lua_isnil(L, -1) ? 1024 * 1024 : (size_t)luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  int max_conns = sockopt_int(L, 1, "max_connections", 10000);
+  double header_timeout = opt_num(L, 1, "header_timeout", 30);
+  double body_timeout = opt_num(L, 1, "body_timeout", 30);
+  double idle_timeout = opt_num(L, 1, "idle_timeout", 75);
+  double write_timeout = opt_num(L, 1, "write_timeout", 60);
+
+  corio_box *b = corio__box_new(L, SERVER);
+  int bidx = lua_gettop(L);
+  server *s = calloc(1, sizeof *s);
+  if (!s) return corio__nomem(L);
+  s->rt = rt;
+  s->max_header = max_header;
+  s->max_url = max_url;
+  s->max_headers = max_headers;
+  s->max_body = max_body;
+  s->max_conns = max_conns;
+  s->header_timeout = header_timeout;
+  s->body_timeout = body_timeout;
+  s->idle_timeout = idle_timeout;
+  s->write_timeout = write_timeout;
+  s->self_ref = s->dispatch_ref = LUA_NOREF;
+
+  r = uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
+  if (r) { free(s); return corio__fail(L, "listen", target, r); }
+  corio__box_attach(b, &s->base, (uv_handle_t *)&s->tcp, listener_closed);
+  s->base.keep = 1; /* the record outlives the listener while connections remain */
+  s->listening = 1;
+  if (reuse) {
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      r = uv_translate_sys_error(errno);
+  }
+  if (!r) r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+  if (!r) r = uv_listen((uv_stream_t *)&s->tcp, backlog, corio__hs_on_connection);
+  if (r) {
+    s->listening = 0;
+    corio__box_close(&s->base);
+    s->self_ref = corio__anchor(L, bidx);  /* released by the close callback */
+    lua_pushvalue(L, dispatch_idx);
+    s->dispatch_ref = corio__anchor(L, -1);
+    return corio__fail(L, "listen", target, r);
+  }
+  s->self_ref = corio__anchor(L, bidx);
+  lua_pushvalue(L, dispatch_idx);
+  s->dispatch_ref = corio__anchor(L, -1);
+  lua_settop(L, bidx);
+  return 1;
+}
+
+/* server:port() -> the port it listens on */
+static int server_port(lua_State *L) {
+  server *s = check_server(L);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
+  if (r) return corio__fail(L, "getsockname", NULL, r);
+  lua_pushinteger(L, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  return 1;
+}
+
+/* server:close(): stop accepting and close idle connections; the others close after their
+ * current response (which says Connection: close). Safe to call twice. */
+static int server_close(lua_State *L) {
+  server *s = to_server(L);
+  if (!s || !s->listening) return 0;
+  s->listening = 0;
+  release_idle(s);
+  corio__box_close(&s->base);
+  for (conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if ((c->state == ST_HEAD && !c->got_bytes && c->writes == 0) || c->state == ST_LINGER)
+      corio__hs_conn_close(c);
+  }
+  corio__hs_release_refs(s);
+  return 0;
+}
+
+/* Close every connection now and cancel the handlers still running. */
+static void abort_all(lua_State *L, server *s, int cancel) {
+  release_idle(s);
+  if (s->listening) {
+    s->listening = 0;
+    corio__box_close(&s->base);
+  }
+  for (conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    /* The record stays until the cancelled handler answers or ends (see own). */
+    if (c->task && cancel) corio__cancel(L, c->task, 0);
+    corio__hs_conn_close(c);
+  }
+  corio__hs_release_refs(s);
+}
+
+/* server:abort(): close every connection now; running handlers are cancelled. */
+static int server_abort(lua_State *L) {
+  server *s = to_server(L);
+  if (s) abort_all(L, s, 1);
+  return 0;
+}
+
+/* server:connections() -> open connections, of which busy (a request in progress) */
+static int server_connections(lua_State *L) {
+  server *s = to_server(L);
+  int n = 0, busy = 0;
+  if (s) {
+    for (conn *c = s->conns; c; c = c->next) {
+      n++;
+      busy += c->task != NULL || c->writes > 0 || (c->state != ST_HEAD) || c->got_bytes;
+    }
+  }
+  lua_pushinteger(L, n);
+  lua_pushinteger(L, busy);
+  return 2;
+}
+
+static int server_gc(lua_State *L) {
+  corio_box *b = lua_touserdata(L, 1);
+  server *s = (server *)b->h;
+  if (!s) return 0;
+  /* Only reached when the Lua state closes (the server is anchored while alive). */
+  s->lua_gone = 1;
+  s->base.box = NULL;
+  b->h = NULL;
+  for (conn *c = s->conns; c; c = c->next) c->task = NULL;  /* tasks are being finalized */
+  s->nidle = 0;  /* the tasks may be finalized already: do not touch them */
+  abort_all(L, s, 0);
+  return 0;
+}
+
+/* _http_server.realpath(path) -> resolved | nil, msg, code (symlinks resolved) */
+static int l_realpath(lua_State *L) {
+  const char *p = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  if (!realpath(p, buf)) return corio__fail(L, "realpath", p, uv_translate_sys_error(errno));
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* _http_server.stat(path) -> size, mtime, is_regular | nil, msg, code */
+static int l_stat(lua_State *L) {
+  const char *p = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(p, &st) != 0) return corio__fail(L, "stat", p, uv_translate_sys_error(errno));
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  lua_pushinteger(L, (lua_Integer)st.st_mtime);
+  lua_pushboolean(L, S_ISREG(st.st_mode));
+  return 3;
+}
+
+static const luaL_Reg server_methods[] = {
+  {"port", server_port},
+  {"close", server_close},
+  {"abort", server_abort},
+  {"connections", server_connections},
+  {NULL, NULL}
+};
+
+static const luaL_Reg server_meta[] = {
+  {"__gc", server_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"listen", l_listen},
+  {"next_request", l_next_request},
+  {"realpath", l_realpath},
+  {"stat", l_stat},
+  {NULL, NULL}
+};
+
+int luaopen_corio_http_server(lua_State *L) {
+  /* A peer that goes away must cost an EPIPE on its own connection, not the process. */
+  signal(SIGPIPE, SIG_IGN);
+  corio__class(L, SERVER, server_methods, server_meta);
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  luaL_setfuncs(L, corio__hs_respond_funcs, 0); /* respond.c's functions */
+  return 1;
+}
