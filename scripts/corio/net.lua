@@ -179,12 +179,14 @@ end
 
 local Stream = C._methods("corio.net.Stream")
 
--- for line in s:lines() do ... end: lines without their "\n" / "\r\n"; an I/O error or a line
--- over the limit is raised.
+-- for line in s:lines() do ... end: lines without their "\n" / "\r\n". The loop ends at the
+-- end of the stream or when the stream is closed meanwhile (by another task: ECANCELED); an I/O
+-- error or a line over the limit is raised.
 function Stream:lines()
   return function()
-    local line, err = self:read_line()
-    if line == nil and err then error(err, 2) end
+    if self.closed then return nil end
+    local line, err, code = self:read_line()
+    if line == nil and err and code ~= "ECANCELED" then error(err, 2) end
     return line
   end
 end
