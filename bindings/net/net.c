@@ -243,6 +243,7 @@ static int listener_index(lua_State *L) {
     corio__net_push_addr(L, (struct sockaddr *)&ss, 1);
     return 1;
   }
+  if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, !l || l->base.closing), 1;
   if (k && l && !l->base.closing && l->is_pipe && strcmp(k, "sockname") == 0)
     return lua_pushstring(L, l->name), 1;
   lua_pushvalue(L, 2);

@@ -209,7 +209,7 @@ end
 local function accept_loop(srv)
   local l = srv._l
   local guard <close> = setmetatable({}, {__close = function() l:close() end})
-  while true do
+  while not l.closed do  -- server:close() may come before this task first runs
     local s, err, code = l:accept()
     if s then
       srv._clients[s] = corio.spawn(run_client, srv, s)
