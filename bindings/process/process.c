@@ -31,13 +31,14 @@ typedef struct prec {
   int group;              /* the child leads its own process group (pgid == pid) */
   int exited, closing, terminating;
   double kill_after;
+  uint64_t kill_at;       /* uv_hrtime() when a termination turns to SIGKILL */
 } prec;
 
 /* The userdata: the exit status outlives the record. */
 struct pbox {
   prec *rec; /* NULL once the record is closed */
   corio_waiter w;
-  int pid, exited, term_signal;
+  int pid, group, exited, term_signal;
   int64_t status;
 };
 
@@ -67,12 +68,26 @@ static int group_alive(prec *r) {
   return r->group && kill(-r->h.pid, 0) == 0;
 }
 
+/* After the leader exits, its descendants get no SIGCHLD of ours: poll the group this often
+ * until it is empty or kill_at comes. */
+#define GROUP_POLL 0.02
+
 static void kill_timer_fire(corio_runtime *rt, corio_timer *t) {
   prec *r = container_of(t, prec, kill_timer);
-  (void)rt;
-  rec_kill(r, SIGKILL, 1);
-  r->terminating = 0;
-  if (r->exited) rec_close(r);
+  uint64_t now = uv_hrtime();
+  if (r->exited && !group_alive(r)) {
+    r->terminating = 0;
+  } else if (now >= r->kill_at) {
+    rec_kill(r, SIGKILL, 1);
+    rec_kill(r, SIGKILL, 0);
+    r->terminating = 0;
+  } else if (r->exited) {
+    double left = (double)(r->kill_at - now) / 1e9;
+    if (corio__timer_start(rt, t, left < GROUP_POLL ? left : GROUP_POLL) == 0) return;
+    rec_kill(r, SIGKILL, 1); /* no memory for a timer: do not leave the group behind */
+    r->terminating = 0;
+  }
+  if (r->exited && !r->terminating) rec_close(r);
 }
 
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
@@ -86,8 +101,11 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
     corio__waiter_wake(r->rt, &b->w, 0);
   }
   /* A termination in progress waits for the descendants that outlived the leader (they got
-   * SIGTERM too) until kill_after, then kills them. */
-  if (r->terminating && group_alive(r)) return;
+   * SIGTERM too) until kill_at, then kills them. */
+  if (r->terminating && group_alive(r)) {
+    kill_timer_fire(r->rt, &r->kill_timer);
+    return;
+  }
   rec_close(r);
 }
 
@@ -230,6 +248,7 @@ static int l_spawn(lua_State *L) {
   r->owner = b;
   b->rec = r;
   b->pid = r->h.pid;
+  b->group = group;
   static const char *const names[] = {"stdin", "stdout", "stderr"};
   for (int i = 0; i < 3; i++) {
     if (!s[i]) continue;
@@ -287,8 +306,10 @@ static int h_kill(lua_State *L) {
   if (!sig) return luaL_error(L, "process kill: unknown signal '%s'", name);
   char target[32];
   snprintf(target, sizeof target, "pid %d", b->pid);
-  if (!b->rec) return corio__fail(L, "kill", target, UV_ESRCH);
-  int rc = rec_kill(b->rec, sig, lua_toboolean(L, 3));
+  int rc;
+  if (b->rec) rc = rec_kill(b->rec, sig, lua_toboolean(L, 3));
+  else if (lua_toboolean(L, 3) && b->group) rc = kill(-b->pid, sig) == 0 ? 0 : UV_ESRCH;
+  else rc = UV_ESRCH; /* reaped: its pid may belong to another process by now */
   if (rc) return corio__fail(L, "kill", target, rc);
   lua_pushboolean(L, 1);
   return 1;
@@ -305,7 +326,9 @@ static int h_terminate(lua_State *L) {
   r->terminating = 1;
   rec_kill(r, SIGTERM, 1);
   rec_kill(r, SIGCONT, 1); /* a stopped process acts on SIGTERM only once continued */
-  if (r->kill_after <= 0 || corio__timer_start(r->rt, &r->kill_timer, r->kill_after) != 0)
+  r->kill_at = uv_hrtime() + (uint64_t)(r->kill_after * 1e9);
+  if (r->exited) kill_timer_fire(r->rt, &r->kill_timer); /* polls the group */
+  else if (r->kill_after <= 0 || corio__timer_start(r->rt, &r->kill_timer, r->kill_after) != 0)
     kill_timer_fire(r->rt, &r->kill_timer);
   return 0;
 }
