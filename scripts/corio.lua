@@ -321,4 +321,7 @@ for _, name in ipairs {"corio.queue", "corio.sync", "corio.group", "corio.bus"} 
   end
 end
 
+-- corio.stdin() -> a read stream on standard input (corio.net loads on first use).
+function M.stdin() return require("corio.net").stdin() end
+
 return M

@@ -382,7 +382,17 @@ static const luaL_Reg listener_methods[] = {
   {NULL, NULL}
 };
 
+/* corio._net._methods(class) -> the method table of a class (net.lua adds its methods). */
+static int net_methods(lua_State *L) {
+  const char *cls = luaL_checkstring(L, 1);
+  if (luaL_getmetatable(L, cls) != LUA_TTABLE) return luaL_argerror(L, 1, "no such class");
+  lua_getfield(L, -1, "__index");
+  if (!lua_getupvalue(L, -1, 1)) return luaL_argerror(L, 1, "no method table");
+  return 1;
+}
+
 static const luaL_Reg net_funcs[] = {
+  {"_methods", net_methods},
   {"connect", net_connect},
   {"connect_unix", net_connect_unix},
   {"listen", net_listen},

@@ -239,9 +239,10 @@ static void on_input(corio_stream *s) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   corio_stream *s = container_of(h, corio_stream, u.handle);
   (void)suggested;
-  /* Read straight into the buffer when it has room; otherwise into the scratch block, whose
-   * bytes read_cb copies (so an idle connection holds no 64 KiB buffer of its own). */
-  if (s->cap - s->off - s->len >= 16384)
+  /* Read straight into the stream's buffer (grown to 64 KiB free); if that fails, into the
+   * scratch block, whose bytes read_cb copies. read_cb frees an empty buffer again, so an idle
+   * connection holds none. */
+  if (reserve(s, SCRATCH) == 0)
     *buf = uv_buf_init(s->buf + s->off + s->len, (unsigned)(s->cap - s->off - s->len));
   else
     *buf = uv_buf_init(scratch, SCRATCH);
@@ -260,6 +261,11 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     } else {
       s->len += (size_t)nread;
     }
+  }
+  if (s->len == 0 && s->buf) { /* nothing came (EAGAIN, the end, an error): hold no buffer */
+    free(s->buf);
+    s->buf = NULL;
+    s->off = s->cap = 0;
   }
   if (nread < 0) s->rerr = (int)nread;
   if (nread < 0 || !want_more(s)) {

@@ -632,6 +632,10 @@ function Application:listen(opts)
   for k, v in pairs(self.opts) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end  -- listen's options win over the app's
   local args = {host = o.host or "127.0.0.1", port = o.port or 8080}
+  -- a name ("localhost") is resolved first: the C listener takes numeric addresses only
+  local ip, rerr, rcode = require("corio.net").resolve_host(args.host, args.port)
+  if not ip then return nil, rerr, rcode end
+  args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
   local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
@@ -646,7 +650,7 @@ function Application:listen(opts)
   end
   local h, err, code = C.listen(args)
   if not h then return nil, err, code end
-  return setmetatable({_h = h, port = h:port(), host = args.host}, Server)
+  return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1"}, Server)
 end
 
 function Server:close() self._h:close() end
