@@ -178,7 +178,7 @@ describe("corio.fs", function()
       end
       -- the threadpool finishes what was running; the requests close what they opened
       local deadline = corio.now() + 2
-      while corio._stats().anchors > 0 and corio.now() < deadline do corio.sleep(0.01) end
+      while require("corio.core")._stats().anchors > 0 and corio.now() < deadline do corio.sleep(0.01) end
     end)
   end)
 

@@ -216,14 +216,10 @@ end
 
 -- ---- run -----------------------------------------------------------------------------------
 
+-- A ProcessError prints its message and carries the run's result table in `result`.
 local ProcessError = {__name = "corio.ProcessError"}
-ProcessError.__index = ProcessError
 function ProcessError:__tostring() return self.message end
-M.ProcessError = ProcessError
-
-function M.is_process_error(e)
-  return getmetatable(e) == ProcessError
-end
+M.ProcessError, M.is_process_error = require("corio.errors").register(ProcessError)
 
 -- process.run{"cmd", ..., input =, check = false, timeout =, kill_after = 5, + spawn's options}
 --   -> {code =, signal =, stdout =, stderr =} | nil, msg, code

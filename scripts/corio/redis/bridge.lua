@@ -1,0 +1,144 @@
+-- corio.redis.bridge: one corio.Bus across processes, through Redis pub/sub. Exports new
+-- (reached as redis.bridge(bus, r, opts)).
+--
+-- Local -> Redis: a subscription on the bus (per pattern) forwards each message to the channel
+-- PREFIX..topic as JSON {n = node id, m = payload}. Redis -> local: PSUBSCRIBE on each pattern
+-- turned into a Redis glob (`*` and `#` both become `*`); since a Redis glob ignores word
+-- boundaries (`orders.*` also matches `orders.eu.created`), every message is matched again
+-- with the Bus's own rules before it is published locally. Messages carry the node id of the
+-- bridge that sent them: a bridge drops its own (no echo), and what it publishes locally it
+-- does not forward again (its forwarding subscription skips exactly those messages).
+local corio = require "corio"
+local json = require "corio.json"
+
+local type, error, ipairs, pcall, tostring, setmetatable, rawequal =
+  type, error, ipairs, pcall, tostring, setmetatable, rawequal
+
+local M = {}
+
+local Bridge = {__name = "corio.redis.Bridge"}
+Bridge.__index = Bridge
+
+local function split(s)
+  local w = {}
+  for x in s:gmatch("[^.]+") do w[#w + 1] = x end
+  return w
+end
+
+local function match(pw, i, tw, j)
+  while true do
+    local p = pw[i]
+    if p == nil then return tw[j] == nil end
+    if p == "#" then
+      for k = j, #tw + 1 do
+        if match(pw, i + 1, tw, k) then return true end
+      end
+      return false
+    end
+    local t = tw[j]
+    if t == nil or (p ~= "*" and p ~= t) then return false end
+    i, j = i + 1, j + 1
+  end
+end
+
+-- Does topic match one of the bridge's patterns (the Bus's word rules)?
+local function wanted(self, topic)
+  local hit = self._cache[topic]
+  if hit ~= nil then return hit end
+  local tw = split(topic)
+  hit = false
+  for _, pw in ipairs(self._pwords) do
+    if match(pw, 1, tw, 1) then hit = true break end
+  end
+  if self._cached > 4096 then self._cache, self._cached = {}, 0 end
+  self._cache[topic] = hit
+  self._cached = self._cached + 1
+  return hit
+end
+
+local function glob_escape(s) return (s:gsub("[%?%[%]\\]", "\\%0")) end
+
+local function node_id()
+  return ("%x%06x"):format(math.floor(corio.now() * 1e6) % 0xffffffff, math.random(0, 0xffffff))
+end
+
+-- redis.bridge(bus, r, {prefix = "corio:", patterns = {"#"}, node = <unique>})
+--   -> bridge | nil, msg, code  [suspends until the Redis subscription is confirmed]
+-- bridge:close() stops both directions; bridge.forwarded / bridge.received count messages.
+function M.new(bus, r, opts)
+  opts = opts or {}
+  local prefix = opts.prefix or "corio:"
+  local patterns = opts.patterns or {"#"}
+  if type(patterns) ~= "table" or #patterns == 0 then
+    error("redis.bridge: patterns must be a non-empty list", 2)
+  end
+  local self = setmetatable({bus = bus, r = r, prefix = prefix, node = opts.node or node_id(),
+                             _pwords = {}, _cache = {}, _cached = 0, _injected = {},
+                             _ihead = 1, _itail = 0, forwarded = 0, received = 0, _tasks = {}},
+                            Bridge)
+  local globs = {}
+  for i, p in ipairs(patterns) do
+    self._pwords[i] = split(p)
+    globs[i] = glob_escape(prefix) .. p:gsub("#", "*")
+  end
+  local sub, msg, code = r:psubscribe(table.unpack(globs))
+  if not sub then return nil, msg, code end
+  self._rsub = sub
+  -- One local subscription: "#" when several patterns (a topic matching two of them must be
+  -- forwarded once), filtered with the same matcher.
+  local local_pattern = #patterns == 1 and patterns[1] or "#"
+  self._lsub = bus:subscribe(local_pattern, {size = opts.size or 1024})
+  local plen = #prefix
+  local encode, decode = json.encode, json.decode
+
+  -- Redis -> bus
+  self._tasks[1] = corio.spawn(function()
+    for channel, payload in sub do
+      local topic = channel:sub(plen + 1)
+      if wanted(self, topic) then
+        local ok, env = pcall(decode, payload)
+        if ok and type(env) == "table" and env.n ~= self.node then
+          self.received = self.received + 1
+          local m = env.m
+          local t = self._itail + 1
+          self._itail = t
+          self._injected[t] = {topic, m}
+          bus:publish(topic, m)
+        end
+      end
+    end
+  end)
+  -- bus -> Redis
+  self._tasks[2] = corio.spawn(function()
+    local lsub = self._lsub
+    for topic, m in lsub do
+      local h = self._ihead
+      local inj = self._injected[h]
+      if inj and rawequal(inj[1], topic) and rawequal(inj[2], m) then
+        self._injected[h] = nil
+        self._ihead = h + 1
+      elseif local_pattern == "#" and not wanted(self, topic) then
+        -- not ours to forward
+      else
+        self.forwarded = self.forwarded + 1
+        r:call("PUBLISH", prefix .. topic, encode({n = self.node, m = m}))
+      end
+    end
+  end)
+  return self
+end
+
+function Bridge:close()
+  if self._closed then return end
+  self._closed = true
+  self._rsub:close()
+  self._lsub:close()
+  for _, t in ipairs(self._tasks) do t:cancel() end
+end
+Bridge.__close = Bridge.close
+
+Bridge.__tostring = function(b)
+  return ("corio.redis.Bridge (node %s, prefix %q)"):format(b.node, b.prefix)
+end
+
+return M
