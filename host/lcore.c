@@ -27,12 +27,6 @@ static int task_cancelled(lua_State *L) {
   return 1;
 }
 
-static void cancel_future_at(lua_State *L, int idx, corio_task *f) {
-  idx = lua_absindex(L, idx);
-  corio__push_cancel_error(L, idx);
-  corio__store_results(L, idx, L, 1);
-  corio__finish(L, idx, f, CORIO_CANCELLED);
-}
 
 /* task:cancel([msg]) -> boolean  (false if it was already done) */
 static int task_cancel(lua_State *L) {
@@ -47,7 +41,7 @@ static int task_cancel(lua_State *L) {
   }
   if (t->flags & CORIO_F_FUTURE) {
     t->cancel_count++;
-    cancel_future_at(L, 1, t);
+    corio__cancel_future_at(L, 1, t);
   } else {
     corio__cancel(L, t, 0);
   }
@@ -276,8 +270,12 @@ static void push_live_tasks(lua_State *L) {
   corio__push_anchors(L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
+    /* A task can be anchored more than once (a deadline anchors the task it will cancel):
+     * it is listed under its own anchor only. */
     corio_task *t = corio__testtask(L, -1);
-    if (t && t->state != CORIO_DONE && n < cap) v[n++] = t;
+    if (t && t->state != CORIO_DONE && n < cap && lua_isinteger(L, -2) &&
+        lua_tointeger(L, -2) == t->anchor)
+      v[n++] = t;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

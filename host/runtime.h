@@ -57,7 +57,9 @@ enum { /* task->flags */
   CORIO_F_WOKE_CANCEL = 16,/* the pending wait was cancelled: the continuation raises */
   CORIO_F_CALLBACKS = 32,  /* has Lua done-callbacks in its extra table */
   CORIO_F_REPORTED = 64,   /* its unretrieved error was reported */
-  CORIO_F_INTERRUPTED = 128/* top-level wait interrupted (Ctrl-C in the REPL): await raises */
+  CORIO_F_INTERRUPTED = 128,/* top-level wait interrupted (Ctrl-C in the REPL): await raises */
+  CORIO_F_PROPAGATING = 256,/* a cancel is being passed down its await chain (cycle guard) */
+  CORIO_F_CANCEL_FUTURE = 512 /* cancelled while awaiting a Future: its continuation cancels it */
 };
 
 /* A task is a coroutine plus this record (a full userdata of type "corio.Task"). A Future is
@@ -77,13 +79,16 @@ struct corio_task {
   corio_listener awaiting;  /* used when this task awaits one other task */
   corio_listener *listeners;/* those awaiting this task */
   uint64_t id;
+  uint64_t parent_id;       /* the task that spawned it (0: top level or a callback) */
+  uint64_t scope;           /* the corio.run it belongs to (inherited from its spawner), or 0 */
   double created;           /* loop time (s) when spawned */
   int nresults;             /* on co's stack (tasks) once done OK */
   int anchor;               /* ref in the anchors table while not done, else LUA_NOREF */
   int spawn_line;
   int cancel_count;         /* cancel() calls not matched by uncancel() */
   int priority;             /* higher runs first within a scheduler round (default 0) */
-  unsigned char state, outcome, flags;
+  unsigned char state, outcome;
+  unsigned short flags;
 };
 
 #define CORIO_TASK "corio.Task"

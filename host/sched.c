@@ -11,6 +11,7 @@ static char TAG;  /* the value a scheduler yield carries through user coroutines
 static char SOON; /* registry key: array of {fn, task} done callbacks to run */
 
 static void drive(lua_State *L, corio_task *t, const char *op);
+static const corio_wait AWAIT_WAIT;
 
 /* ---- the ready queue --------------------------------------------------------------------- */
 
@@ -120,6 +121,51 @@ void corio__finish(lua_State *L, int tidx, corio_task *t, int outcome) {
   if (outcome == CORIO_ERROR && !had_listeners && rt->eager_report) corio__report(rt, L, tidx);
 }
 
+/* ---- a task's body ----------------------------------------------------------------------
+ * Every task's coroutine starts in corio__task_entry, which calls the body under a yieldable
+ * protected call (lua_pcallk with a continuation). When the body fails or is cancelled, Lua
+ * then runs its pending <close> handlers inside the coroutine, where they may suspend: cleanup
+ * can await (sleep, a queue put, a graceful close), as `finally: await ...` does in asyncio.
+ * An error that reached lua_resume instead would have its handlers run by lua_resetthread,
+ * where nothing can suspend. The continuation re-raises the error once the handlers have run,
+ * so step sees a failed task as before. */
+
+/* The body's message handler: runs where the error was raised, before anything unwinds, and
+ * keeps the traceback there (a cancellation is no failure: none is taken). */
+static int task_msgh(lua_State *co) {
+  corio_task *t = corio__rt(co)->current;
+  if (t && !(t->flags & CORIO_F_MAIN) && t->anchor != LUA_NOREF && !corio__is_cancelled(co, 1) &&
+      lua_checkstack(co, 4)) {
+    corio__push_anchor(co, t->anchor);
+    corio__push_extras(co, -1, 1);
+    luaL_traceback(co, co, NULL, 1);
+    /* the last frame is corio__task_entry itself: not the user's */
+    size_t len;
+    const char *tb = lua_tolstring(co, -1, &len);
+    static const char entry[] = "\n\t[C]: in ?";
+    if (len >= sizeof entry - 1 && strcmp(tb + len - (sizeof entry - 1), entry) == 0) {
+      lua_pushlstring(co, tb, len - (sizeof entry - 1));
+      lua_remove(co, -2);
+    }
+    lua_setfield(co, -2, "traceback");
+  }
+  lua_settop(co, 1);
+  return 1;
+}
+
+static int task_entry_k(lua_State *co, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(co); /* its <close>s have run */
+  return lua_gettop(co) - 1; /* the body's results, above the message handler */
+}
+
+int corio__task_entry(lua_State *co) {
+  int nargs = lua_gettop(co) - 1; /* body args... */
+  lua_pushcfunction(co, task_msgh);
+  lua_insert(co, 1);
+  return task_entry_k(co, lua_pcallk(co, nargs, LUA_MULTRET, 1, 0, task_entry_k), 0);
+}
+
 /* ---- the one resume path ----------------------------------------------------------------- */
 
 static void step(corio_runtime *rt, corio_task *t) {
@@ -162,19 +208,30 @@ static void step(corio_runtime *rt, corio_task *t) {
     st = LUA_ERRRUN;
     nres = 0;
   }
-  if (st == LUA_OK) {
+  if (st == LUA_OK && (t->flags & CORIO_F_CANCELLING)) {
+    /* It returned with a cancel requested and never delivered (it cancelled itself, or was
+     * cancelled while ready): the request is not dropped, the task ends cancelled. */
+    lua_settop(co, 0);
+    corio__push_cancel_error(L, tidx);
+    corio__store_results(L, tidx, L, 1);
+    t->co = NULL;
+    corio__finish(L, tidx, t, CORIO_CANCELLED);
+  } else if (st == LUA_OK) {
     corio__store_results(L, tidx, co, nres);
     t->co = NULL;
     corio__finish(L, tidx, t, CORIO_OK);
   } else {
     int outcome = corio__is_cancelled(co, -1) ? CORIO_CANCELLED : CORIO_ERROR;
-    if (outcome == CORIO_ERROR && lua_status(co) != LUA_OK) {
-      /* The stack is intact until the thread is reset: take the traceback now. */
+    if (outcome == CORIO_ERROR && lua_status(co) != LUA_OK &&
+        !(corio__push_extras(L, tidx, 0) == LUA_TTABLE &&
+          lua_getfield(L, -1, "traceback") == LUA_TSTRING)) {
+      /* failed outside the body (the message handler took none): the stack is intact until
+       * the thread is reset, take the traceback now */
       corio__push_extras(L, tidx, 1);
       luaL_traceback(L, co, NULL, 0);
       lua_setfield(L, -2, "traceback");
-      lua_pop(L, 1);
     }
+    lua_settop(L, tidx);
     if (lua_status(co) != LUA_OK) {
       /* run the pending <close> handlers; an error in one replaces the task's error */
       lua_resetthread(co);
@@ -271,7 +328,8 @@ static void run_ready(corio_runtime *rt) {
 
 /* ---- suspending -------------------------------------------------------------------------- */
 
-corio_task *corio__check_suspend(lua_State *L, const char *op) {
+/* The checks of corio__check_suspend, leaving a pending cancel to the caller. */
+static corio_task *can_suspend(lua_State *L, const char *op) {
   corio_runtime *rt = corio__rt(L);
   corio_task *t = rt->current;
   lua_State *cur = L;
@@ -288,16 +346,21 @@ corio_task *corio__check_suspend(lua_State *L, const char *op) {
   } else if (cur != t->co || !lua_isyieldable(cur)) {
     goto cannot;
   }
-  if (t->flags & CORIO_F_CANCELLING) {
-    t->flags &= ~CORIO_F_CANCELLING;
-    corio__raise_cancelled(L, t);
-  }
   return t;
 cannot:
   luaL_error(L, "%s: cannot suspend here: the task is inside a call that Lua cannot suspend "
                 "(a table.sort comparator, a string.gsub callback, __tostring, __gc, a metamethod "
                 "called from C, or the body of a module being required)", op);
   return NULL;
+}
+
+corio_task *corio__check_suspend(lua_State *L, const char *op) {
+  corio_task *t = can_suspend(L, op);
+  if (t->flags & CORIO_F_CANCELLING) {
+    t->flags &= ~CORIO_F_CANCELLING;
+    corio__raise_cancelled(L, t);
+  }
+  return t;
 }
 
 static int await_resume(lua_State *L, int status, lua_KContext ctx) {
@@ -314,6 +377,16 @@ static int await_resume(lua_State *L, int status, lua_KContext ctx) {
   }
   if (t->flags & CORIO_F_WOKE_CANCEL) {
     t->flags &= ~(CORIO_F_WOKE_CANCEL | CORIO_F_CANCELLING);
+    if (t->flags & CORIO_F_CANCEL_FUTURE) {
+      /* it was awaiting a Future (index 1 of this call): cancelling the awaiter cancels the
+       * Future, as in asyncio, so nobody completes it for a waiter that is gone */
+      t->flags &= ~CORIO_F_CANCEL_FUTURE;
+      corio_task *f = corio__testtask(L, 1);
+      if (f && f->state != CORIO_DONE) {
+        f->cancel_count++;
+        corio__cancel_future_at(L, 1, f);
+      }
+    }
     return corio__raise_cancelled(L, t);
   }
   if (t->flags & CORIO_F_CANCELLING) {
@@ -380,6 +453,22 @@ int corio__cancel(lua_State *L, corio_task *t, int msgidx) {
   }
   t->cancel_count++;
   t->flags |= CORIO_F_CANCELLING;
+  if (t->state == CORIO_WAITING && t->wait == &AWAIT_WAIT && !(t->flags & CORIO_F_PROPAGATING)) {
+    corio_task *target = t->wait_data;
+    if (!(target->flags & CORIO_F_FUTURE)) {
+      /* Awaiting a task: the cancel goes down to it and this task keeps waiting until it has
+       * finished (its cleanup included), then ends with its outcome (Cancelled, an error its
+       * cleanup raised, or a value if it swallowed the cancel), as asyncio passes a task's
+       * cancel to the future it waits on. The flag breaks await cycles: a task met again on
+       * the way down is woken with Cancelled instead. */
+      t->flags &= ~CORIO_F_CANCELLING;
+      t->flags |= CORIO_F_PROPAGATING;
+      corio__cancel(L, target, 0);
+      t->flags &= ~CORIO_F_PROPAGATING;
+      return 1;
+    }
+    t->flags |= CORIO_F_CANCEL_FUTURE; /* its continuation cancels the Future */
+  }
   if (t->state == CORIO_WAITING) {
     const corio_wait *w = t->wait;
     if (w && w->cancel) w->cancel(L, t, t->wait_data);
@@ -402,14 +491,13 @@ static void await_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
   corio__wake(rt, container_of(l, corio_task, awaiting));
 }
 
-/* Cancelling a task that awaits another cancels the other too, as in asyncio; shield() is
- * the way out. */
+/* Undo an await: stop listening. (Cancelling an awaiter passes the cancel down to what it
+ * awaits in corio__cancel; this runs when the wait is given up: a cycle, or top-level code
+ * that would wait forever.) */
 static void await_cancel(lua_State *L, corio_task *t, void *data) {
-  corio_task *target = data;
+  (void)L;
+  (void)data;
   corio__unlisten(&t->awaiting);
-  /* A Future is a shared completion point: awaiting it and being cancelled leaves it be. */
-  if (target && target->state != CORIO_DONE && !(target->flags & CORIO_F_FUTURE))
-    corio__cancel(L, target, 0);
 }
 
 static const corio_wait AWAIT_WAIT = {"await", await_cancel};
@@ -435,10 +523,34 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
 /* task:await() on a task not done yet, the task alone on the stack: suspend until it is
  * done, then give its results or raise its error. */
 int corio__await_task(lua_State *L, corio_task *t) {
-  corio_task *me = corio__check_suspend(L, "await");
+  corio_task *me = can_suspend(L, "await");
   if (me == t) return luaL_error(L, "await: a task cannot await itself");
+  if (me->flags & CORIO_F_CANCELLING) {
+    /* A cancel requested before this await (the task cancelled itself, or was cancelled while
+     * ready) is passed down to what it awaits, as asyncio does, rather than leaving it
+     * orphaned: a Future is cancelled at once, a task is cancelled and awaited. */
+    me->flags &= ~CORIO_F_CANCELLING;
+    if (t->flags & CORIO_F_FUTURE) {
+      t->cancel_count++;
+      corio__cancel_future_at(L, 1, t);
+      return corio__push_outcome(L, 1, t);
+    }
+    corio__cancel(L, t, 0);
+  }
   corio__listen(t, &me->awaiting, await_fire);
   return corio__await(L, &AWAIT_WAIT, t, await_k, 0);
+}
+
+/* The future at idx is cancelled: it finishes with Cancelled (its cancel message, if any). */
+void corio__cancel_future_at(lua_State *L, int idx, corio_task *f) {
+  idx = lua_absindex(L, idx);
+  corio__push_cancel_error(L, idx);
+  corio__store_results(L, idx, L, 1);
+  corio__finish(L, idx, f, CORIO_CANCELLED);
+}
+
+int corio__cancel_main(lua_State *L) {
+  return corio__cancel(L, &corio__rt(L)->main_task, 0);
 }
 
 /* ---- driving the loop ------------------------------------------------------------------- */

@@ -55,6 +55,13 @@ void corio__call_soon(lua_State *L, int fnidx, int taskidx);
 /* task:await() on a task not done yet, the task alone on the stack [suspends]. */
 int corio__await_task(lua_State *L, corio_task *t);
 void corio__sched_open(lua_State *L); /* the done-callback queue of a new state */
+/* The function every task's coroutine starts in: runs the body (entry's first argument) under
+ * a yieldable protected call, so that <close> handlers and cleanup may await. */
+int corio__task_entry(lua_State *co);
+/* The future at idx is cancelled (finishes with Cancelled). */
+void corio__cancel_future_at(lua_State *L, int idx, corio_task *f);
+/* Cancel the top-level code's pending await (the main pseudo-task): 1 if requested. */
+int corio__cancel_main(lua_State *L);
 
 /* ---- join.c: corio.core._wait and _collect ------------------------------------------------- */
 int corio__join_wait(lua_State *L);

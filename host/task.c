@@ -64,12 +64,18 @@ corio_task *corio__spawn(lua_State *L, int fidx, int nargs) {
   fidx = lua_absindex(L, fidx);
   lua_State *co = lua_newthread(L);
   lua_insert(L, fidx);                  /* co f args... */
-  lua_xmove(L, co, nargs + 1);          /* co */
+  lua_pushcfunction(co, corio__task_entry);
+  lua_xmove(L, co, nargs + 1);          /* co; on co: entry f args... */
   corio_task *t = new_record(L, rt);    /* co task */
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, 1);          /* task */
   t->co = co;
   t->state = CORIO_PENDING;
+  corio_task *spawner = rt->current;
+  if (spawner && !(spawner->flags & CORIO_F_MAIN)) {
+    t->parent_id = spawner->id;
+    t->scope = spawner->scope;
+  }
   t->created = (double)uv_now(rt->loop) / 1e3;
   /* The spawn site: the calling function and line now, the string only when asked. */
   if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
