@@ -320,19 +320,50 @@ static int l_new_timeout(lua_State *L) {
   return 1;
 }
 
-/* corio._cancel_all([after_id]) -> n: cancel every live task (with an id above after_id) */
+/* core._cancel_all([scope]) -> n, tasks: cancel every live task, or those of one corio.run
+ * (the tasks its task started, and theirs: see _set_scope); the current task is spared. */
 static int l_cancel_all(lua_State *L) {
-  lua_Integer after = luaL_optinteger(L, 1, 0);
+  int scoped = !lua_isnoneornil(L, 1);
+  lua_Integer scope = scoped ? luaL_checkinteger(L, 1) : 0;
   int n = 0;
   corio_task *cur = corio__rt(L)->current;
   push_live_tasks(L);
-  for (int i = 1, len = (int)luaL_len(L, -1); i <= len; i++) {
-    lua_rawgeti(L, -1, i);
+  lua_newtable(L);
+  for (int i = 1, len = (int)luaL_len(L, -2); i <= len; i++) {
+    lua_rawgeti(L, -2, i);
     corio_task *t = lua_touserdata(L, -1);
-    if ((lua_Integer)t->id > after && t != cur) n += corio__cancel(L, t, 0);
-    lua_pop(L, 1);
+    if ((!scoped || (lua_Integer)t->scope == scope) && t != cur && corio__cancel(L, t, 0)) {
+      lua_rawseti(L, -2, ++n);
+    } else {
+      lua_pop(L, 1);
+    }
   }
   lua_pushinteger(L, n);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* core._set_scope(task): the task (not started yet) opens a scope of its own: the tasks it
+ * spawns, and theirs, belong to it. corio.run uses it to cancel only its own leftovers. */
+static int l_set_scope(lua_State *L) {
+  corio_task *t = corio__totask(L, 1);
+  t->scope = t->id;
+  return 0;
+}
+
+/* core._main_cancel() -> boolean: cancel what top-level code is waiting on (its next
+ * suspension raises Cancelled if it is not waiting). A top-level TaskGroup uses it. */
+static int l_main_cancel(lua_State *L) {
+  lua_pushboolean(L, corio__cancel_main(L));
+  return 1;
+}
+
+/* core._main_uncancel() -> remaining cancel requests of top-level code */
+static int l_main_uncancel(lua_State *L) {
+  corio_task *t = &corio__rt(L)->main_task;
+  if (t->cancel_count > 0) t->cancel_count--;
+  if (t->cancel_count == 0) t->flags &= ~CORIO_F_CANCELLING;
+  lua_pushinteger(L, t->cancel_count);
   return 1;
 }
 
@@ -395,6 +426,9 @@ static const luaL_Reg core_funcs[] = {
   {"_wait", corio__join_wait},
   {"_collect", corio__join_collect},
   {"_cancel_all", l_cancel_all},
+  {"_set_scope", l_set_scope},
+  {"_main_cancel", l_main_cancel},
+  {"_main_uncancel", l_main_uncancel},
   {"_stats", l_stats},
   {"set_debug", l_set_debug},
   {"_set_eager_report", l_set_eager_report},

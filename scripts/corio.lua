@@ -36,24 +36,20 @@ local function as_task(v, what)
 end
 
 -- corio.run(fn, ...) -> fn's results, like asyncio.run: runs fn as a task, waits for it, then
--- cancels whatever tasks it left running (their cleanup runs) before returning. Errors are
--- raised. Called from inside a task, it simply awaits a new task.
+-- cancels the tasks it left running — only its own: those its task started, and theirs, never
+-- a server's handlers or another background task's children — and waits while their cleanup
+-- runs. Errors are raised. Called from inside a task, it simply awaits a new task.
 function M.run(fn, ...)
   if type(fn) ~= "function" then
     error(("run: expected a function, got %s"):format(type(fn)), 2)
   end
-  local before = core._last_task_id()
+  local top = not M.current_task()
   local task = spawn(fn, ...)
+  if top then core._set_scope(task) end
   local r = pack(pcall(task.await, task))
-  if not M.current_task() then
-    if core._cancel_all(before) > 0 then
-      -- let the cancelled tasks unwind: each wakes with corio.Cancelled and finishes
-      local left = {}
-      for _, t in ipairs(M.all_tasks()) do
-        if t.id > before then left[#left + 1] = t end
-      end
-      if #left > 0 then _wait(left, #left, false) end
-    end
+  if top then
+    local n, left = core._cancel_all(task.id)
+    if n > 0 then _wait(left, n, false) end  -- each wakes with corio.Cancelled and finishes
   end
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)

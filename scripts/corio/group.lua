@@ -64,6 +64,18 @@ local function failure_of(t)
   return e
 end
 
+-- The owner is the task the group was made in, or top-level code (owner nil): cancelling it
+-- interrupts the body wherever it waits.
+local function cancel_owner(g)
+  if g._owner then return g._owner:cancel() end
+  return core._main_cancel()
+end
+
+local function uncancel_owner(g)
+  if g._owner then return g._owner:uncancel() end
+  return core._main_uncancel()
+end
+
 local function child_done(g, t)
   if t.state == "failed" and not g._seen[t] then
     g._seen[t] = true
@@ -75,8 +87,7 @@ local function child_done(g, t)
       g._failed = true
       cancel_children(g)
       -- stop the body too, unless it is already waiting in wait()
-      local owner = g._owner
-      if owner and not g._closing and owner:cancel() then
+      if not g._closing and cancel_owner(g) then
         g._cancelled_owner, g._owner_cancel_pending = true, true
       end
     end
@@ -148,12 +159,11 @@ local function finish(self, body_failed, body_error)
   -- the callbacks of the last children run soon after they finish: account for them here
   for _, t in ipairs(self._children) do child_done(self, t) end
   self._closed = true
-  local owner = self._owner
-  if self._cancelled_owner and owner and owner:uncancel() > 0 and self._absorbed then
+  if self._cancelled_owner and uncancel_owner(self) > 0 and self._absorbed then
     -- Someone else cancelled the owner too, and the one Cancelled delivered was taken as
     -- ours: theirs must not be lost, so the owner's next suspension raises it (as asyncio).
-    owner:cancel()
-    owner:uncancel()
+    cancel_owner(self)
+    uncancel_owner(self)
   end
   local errors = self._errors
   if body_error ~= nil and not is_cancelled(body_error) then
