@@ -103,7 +103,7 @@ static int refuse_why(lua_State *L, enc *e, int depth, const char *thing, const 
   for (int i = 0; i < depth; i++) {
     int k = e->keys[i];
     if (k == 0) {
-      lua_pushliteral(L, "[key]");
+      lua_pushstring(L, i == 0 ? " [key]" : "[key]");
     } else if (lua_type(L, k) == LUA_TSTRING) {
       size_t len;
       const char *s = lua_tolstring(L, k, &len);
@@ -198,21 +198,17 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   return 0;
 }
 
-/* A Lua function whose only upvalues are _ENV bound to the global table: its bytecode, with
- * debug information (tracebacks keep their lines), cached per function. */
+/* A Lua function whose only upvalue is _ENV: its bytecode, with debug information (tracebacks
+ * keep their lines), cached per function. _ENV is bound to the receiving state's globals,
+ * whatever table it was on this side (a sandbox, busted's spec environment): a function sent
+ * to a thread uses that thread's globals. */
 static void enc_function(lua_State *L, enc *e, int idx, int depth) {
   if (lua_iscfunction(L, idx)) refuse(L, e, depth, "a C function");
   for (int i = 1;; i++) {
     const char *name = lua_getupvalue(L, idx, i);
     if (!name) break;
-    int global = 0;
-    if (strcmp(name, "_ENV") == 0) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-      global = lua_rawequal(L, -1, -2);
-      lua_pop(L, 1);
-    }
     lua_pop(L, 1);
-    if (!global) {
+    if (strcmp(name, "_ENV") != 0) {
       lua_pushfstring(L, " (it captures '%s')", *name ? name : "?");
       refuse_why(L, e, depth, "a function with upvalues", lua_tostring(L, -1));
     }

@@ -673,6 +673,25 @@ static int l_call(lua_State *L) {
   return submit(L, K_CALL, "thread.call");
 }
 
+static int tbuf_gc(lua_State *L) {
+  thread__tbuf_free(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* corio._thread.check(...): raises as run would if a value cannot be sent; sends nothing. */
+static int l_check(lua_State *L) {
+  int n = lua_gettop(L);
+  tbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, tbuf_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  thread__encode(L, 1, n, b, "arg", 1, TO_THREAD);
+  thread__tbuf_free(b);
+  return 0;
+}
+
 /* corio._thread.cores() -> uv_available_parallelism() */
 static int l_cores(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
@@ -745,6 +764,7 @@ static const luaL_Reg thread_funcs[] = {
   {"run", l_run},
   {"call", l_call},
   {"cores", l_cores},
+  {"check", l_check},
   {"Channel", l_channel_new},
   {NULL, NULL}
 };
