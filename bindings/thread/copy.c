@@ -17,8 +17,11 @@ enum {
 
 #define MAX_DEPTH 200 /* nesting of tables: as deep as Lua's own C recursion allows */
 
-static char DUMP_CACHE; /* registry key: weak table function -> its bytecode (sender side) */
-static char LOAD_CACHE; /* registry key: bytecode -> loaded function (receiver side) */
+static char DUMP_CACHE; /* registry key: weak table function -> id .. bytecode (sender side) */
+static char LOAD_CACHE; /* registry key: id -> loaded function (receiver side) */
+/* A function's bytecode travels with an id, unique in the process, so that a receiver finds
+ * the function it loaded before with an integer lookup instead of hashing the bytecode. */
+static atomic_llong next_function_id = 1;
 #define LOAD_CACHE_MAX 512
 
 /* ---- the buffer ----------------------------------------------------------------------------- */
@@ -227,11 +230,15 @@ static void enc_function(lua_State *L, enc *e, int idx, int depth) {
   if (lua_rawget(L, -2) != LUA_TSTRING) {
     lua_pop(L, 1);
     struct dump_state d;
+    long long id = atomic_fetch_add(&next_function_id, 1);
     d.init = 0;
     lua_pushvalue(L, idx);
     lua_dump(L, dump_writer, &d, 0);
     luaL_pushresult(&d.b); /* a Lua function always writes something */
     lua_remove(L, -2);
+    lua_pushlstring(L, (const char *)&id, sizeof id);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
@@ -347,15 +354,19 @@ static void json_mark(lua_State *L, const char *fn) {
 }
 
 static void dec_function(lua_State *L, const char *code, size_t len) {
+  long long id;
+  memcpy(&id, code, sizeof id);
+  code += sizeof id;
+  len -= sizeof id;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOAD_CACHE) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 8);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &LOAD_CACHE);
   }
-  lua_pushlstring(L, code, len);
+  lua_pushinteger(L, (lua_Integer)id);
   lua_pushvalue(L, -1);
-  if (lua_rawget(L, -3) == LUA_TFUNCTION) { /* [cache, code, fn] */
+  if (lua_rawget(L, -3) == LUA_TFUNCTION) { /* [cache, id, fn] */
     lua_replace(L, -3);
     lua_pop(L, 1);
     return;
@@ -370,7 +381,7 @@ static void dec_function(lua_State *L, const char *code, size_t len) {
   }
   /* A bounded cache: a program that makes new functions forever must not grow it forever. */
   lua_Integer n = 0;
-  lua_getfield(L, -3, "#");
+  lua_getfield(L, -3, "n");
   n = lua_tointeger(L, -1);
   lua_pop(L, 1);
   if (n >= LOAD_CACHE_MAX) {
@@ -381,10 +392,10 @@ static void dec_function(lua_State *L, const char *code, size_t len) {
     n = 0;
   }
   lua_pushinteger(L, n + 1);
-  lua_setfield(L, -4, "#");
+  lua_setfield(L, -4, "n");
   lua_pushvalue(L, -2);
   lua_pushvalue(L, -2);
-  lua_rawset(L, -5); /* cache[code] = fn */
+  lua_rawset(L, -5); /* cache[id] = fn */
   lua_replace(L, -3);
   lua_pop(L, 1);
 }

@@ -69,6 +69,7 @@ struct pool {
   job *qhead, *qtail;        /* queued */
   job *dhead, *dtail;        /* done, not yet seen by the loop */
   int nidle;                 /* workers waiting on cond */
+  int nwoken;                /* of those, signalled and not yet running: no second signal */
   int closing;
   int signalled;             /* the async was sent and its callback has not run yet */
   uv_async_t *async;         /* open while inflight > 0; pointer under the lock */
@@ -278,6 +279,7 @@ static void worker_main(void *arg) {
       p->nidle++;
       uv_cond_wait(&p->cond, &p->lock);
       p->nidle--;
+      if (p->nwoken > 0) p->nwoken--;
     }
     job *j = p->qhead;
     if (!j) break; /* closing, nothing queued */
@@ -290,6 +292,7 @@ static void worker_main(void *arg) {
     uv_mutex_unlock(&p->lock);
     if (L) run_job(w, L, j);
     else job_fail(j, w->init_err, w->init_err ? strlen(w->init_err) : 0);
+    /* One critical section hands the job back and (next turn of the loop) takes the next. */
     uv_mutex_lock(&p->lock);
     w->job = NULL;
     if (atomic_load(&w->interrupt)) {
@@ -426,7 +429,8 @@ static int jobbox_gc(lua_State *L) {
     j->task = NULL;
     if (j->pool) waiting_dec(j->pool);
   }
-  if (j->state == J_FINISHED) job_free(j); /* else the pool frees it when it comes back */
+  /* NEW: refused before it was queued. Else the pool frees it when it comes back. */
+  if (j->state == J_NEW || j->state == J_FINISHED) job_free(j);
   return 0;
 }
 
@@ -486,7 +490,12 @@ static int submit(lua_State *L, int kind, const char *op) {
   if (p->qtail) p->qtail->next = j;
   else p->qhead = j;
   p->qtail = j;
-  if (p->nidle) uv_cond_signal(&p->cond);
+  /* Wake an idle worker unless enough are already on their way: a loop turn that resumes
+   * many tasks queues many jobs, and one futex wake per job would be most of the cost. */
+  if (p->nidle > p->nwoken) {
+    p->nwoken++;
+    uv_cond_signal(&p->cond);
+  }
   uv_mutex_unlock(&p->lock);
   return corio__await(L, &JOB_WAIT, j, job_k, (lua_KContext)bx);
 }
@@ -524,6 +533,7 @@ static void pool_stop(pool *p, int wake) {
   p->qhead = p->qtail = NULL;
   for (int i = 0; i < p->size; i++)
     if (p->w[i].job) interrupt_locked(&p->w[i], CLOSED_MSG);
+  p->nwoken = p->nidle;
   uv_cond_broadcast(&p->cond);
   uv_mutex_unlock(&p->lock);
   for (job *j = list; j; j = j->next) job_fail(j, CLOSED_MSG, sizeof CLOSED_MSG - 1);
