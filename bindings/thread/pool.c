@@ -9,6 +9,11 @@
  * flight, so the leak check sees it only then) wakes the loop, which wakes every task whose
  * job is done in one callback: wake-ups are batched per loop turn. */
 #include <stdio.h>
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +87,7 @@ struct pool {
   worker *w;
   char *init, *path, *cpath; /* for the workers' states */
   size_t limit;
+  int nice;                  /* added to the workers' nice value (Linux) */
 };
 
 typedef struct poolbox {
@@ -271,6 +277,14 @@ static void run_job(worker *w, lua_State *L, job *j) {
 static void worker_main(void *arg) {
   worker *w = arg;
   pool *p = w->p;
+#ifdef __linux__
+  /* A nice value per thread (Linux threads have their own): the loop thread, which wakes
+   * often and briefly, then wins the CPU back from the workers at once. Best effort. */
+  if (p->nice > 0) {
+    id_t tid = (id_t)syscall(SYS_gettid);
+    (void)setpriority(PRIO_PROCESS, tid, getpriority(PRIO_PROCESS, tid) + p->nice);
+  }
+#endif
   lua_State *L = worker_state(w);
   uv_mutex_lock(&p->lock);
   w->L = L;
@@ -605,7 +619,7 @@ static int default_size(void) {
 }
 
 /* Push a new Pool of `size` workers. */
-static pool *pool_new(lua_State *L, int size, const char *init, lua_Integer limit) {
+static pool *pool_new(lua_State *L, int size, const char *init, lua_Integer limit, int nice) {
   poolbox *pb = lua_newuserdatauv(L, sizeof *pb, 0);
   pb->p = NULL;
   luaL_setmetatable(L, POOL);
@@ -620,6 +634,7 @@ static pool *pool_new(lua_State *L, int size, const char *init, lua_Integer limi
   p->size = size;
   p->rt = corio__rt(L);
   p->limit = (size_t)limit;
+  p->nice = nice;
   pb->p = p; /* from here on __gc cleans up */
   if (!p->w) {
     p->size = 0;
@@ -643,14 +658,16 @@ static pool *pool_new(lua_State *L, int size, const char *init, lua_Integer limi
   return p;
 }
 
-/* corio._thread.pool([size[, init[, memory_limit]]]) -> Pool */
+/* corio._thread.pool([size[, init[, memory_limit[, nice]]]]) -> Pool */
 static int l_pool(lua_State *L) {
   lua_Integer size = luaL_optinteger(L, 1, default_size());
   const char *init = luaL_optstring(L, 2, NULL);
   lua_Integer limit = luaL_optinteger(L, 3, 0);
+  lua_Integer nice = luaL_optinteger(L, 4, 0);
   luaL_argcheck(L, size >= 1 && size <= MAX_POOL_SIZE, 1, "size must be 1 .. 256");
   luaL_argcheck(L, limit >= 0, 3, "memory limit must be >= 0");
-  pool_new(L, (int)size, init, limit);
+  luaL_argcheck(L, nice >= 0 && nice <= 19, 4, "nice must be 0 .. 19");
+  pool_new(L, (int)size, init, limit, (int)nice);
   return 1;
 }
 
@@ -658,7 +675,7 @@ static int l_pool(lua_State *L) {
 static void push_default(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DEFAULT_POOL) == LUA_TUSERDATA) return;
   lua_pop(L, 1);
-  pool_new(L, default_size(), NULL, 0);
+  pool_new(L, default_size(), NULL, 0, 0);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &DEFAULT_POOL);
 }
@@ -700,6 +717,22 @@ static int l_check(lua_State *L) {
   thread__encode(L, 1, n, b, "arg", 1, TO_THREAD);
   thread__tbuf_free(b);
   return 0;
+}
+
+/* corio._thread._copy(...) -> copies of the values, as a worker would receive them (for the
+ * copy-cost benchmark and the specs: one state, no thread). */
+static int l_copy(lua_State *L) {
+  int n = lua_gettop(L);
+  tbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, tbuf_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  thread__encode(L, 1, n, b, "arg", 1, TO_THREAD);
+  int m = thread__decode(L, b);
+  thread__tbuf_free(b);
+  return m;
 }
 
 /* corio._thread.cores() -> uv_available_parallelism() */
@@ -775,6 +808,7 @@ static const luaL_Reg thread_funcs[] = {
   {"call", l_call},
   {"cores", l_cores},
   {"check", l_check},
+  {"_copy", l_copy},
   {"Channel", l_channel_new},
   {NULL, NULL}
 };

@@ -28,9 +28,10 @@ M.cores = C.cores
 -- thread.default() -> the default pool (one worker per core, made at first use)
 M.default = C.default
 
--- thread.pool{size = cores, init = "module", memory_limit = bytes} -> Pool
+-- thread.pool{size = cores, init = "module", memory_limit = bytes, nice = 0} -> Pool
 -- pool:run(fn, ...), pool:call(module, name, ...), pool:close() (also <close>), pool:size(),
--- pool:stats(). init is required in every worker before its first job.
+-- pool:stats(). init is required in every worker before its first job; memory_limit bounds
+-- each worker's Lua state; nice (Linux) lowers the workers' priority below the loop's.
 function M.pool(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("thread.pool: options must be a table, got %s"):format(type(opts)), 2)
@@ -39,7 +40,7 @@ function M.pool(opts)
   if opts.init ~= nil and type(opts.init) ~= "string" then
     error("thread.pool: init must be a module name", 2)
   end
-  return C.pool(opts.size, opts.init, opts.memory_limit)
+  return C.pool(opts.size, opts.init, opts.memory_limit, opts.nice)
 end
 
 -- thread.spawn(fn, ...) -> Task: fn(...) on a thread of its own (a pool of one, closed when fn
