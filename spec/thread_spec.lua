@@ -246,6 +246,29 @@ describe("corio.thread", function()
       assert.equal(1, p:run(function() return 1 end))
     end)
 
+    it("reaches a loop inside a coroutine (resume and wrap)", function()
+      local p <close> = thread.pool{size = 1}
+      for _, body in ipairs {
+        function() coroutine.resume(coroutine.create(function() while true do end end)) end,
+        function() coroutine.wrap(function() while true do end end)() end,
+        function()
+          local inner = coroutine.wrap(function() while true do end end)
+          while true do coroutine.resume(coroutine.create(inner)) end
+        end,
+      } do
+        local t = corio.spawn(function() return p:run(body) end)
+        corio.sleep(0.03)
+        t:cancel()
+        assert.is_false(pcall(t.await, t))
+        drain(p)
+        assert.equal(0, p:stats().running)
+      end
+      assert.same({true, 2}, p:run(function()
+        local co = coroutine.wrap(function(x) coroutine.yield(x + 1) end)
+        return {coroutine.resume(coroutine.create(function() return 1 end)), co(1)}
+      end))
+    end)
+
     it("drops a queued job before it runs", function()
       local p <close> = thread.pool{size = 1}
       local ch = thread.Channel(1)

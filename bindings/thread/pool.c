@@ -24,6 +24,7 @@
 #define POOL "corio.thread.Pool"
 #define JOBBOX "corio.thread.Job"
 #define MAX_POOL_SIZE 256
+#define MAX_RESUMING 220 /* above LUAI_MAXCCALLS (200): resumes nest no deeper */
 
 static const char CANCELLED_MSG[] = "thread: the job was cancelled";
 static const char CLOSED_MSG[] = "thread: the pool was closed";
@@ -65,6 +66,10 @@ struct worker {
   uv_mutex_t *blocked_lock;
   uv_cond_t *blocked_c1, *blocked_c2;
   char *init_err;      /* the init module failed: every job on this worker fails with it */
+  /* The coroutines being resumed, innermost last (under the lock): a hook set on the worker's
+   * main state does not reach a coroutine that is already running. */
+  lua_State *resuming[MAX_RESUMING];
+  int nresuming;
   size_t mem, limit;   /* bytes its state uses; 0 = no limit */
 };
 
@@ -147,7 +152,10 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   worker *w = thread__worker(L);
   if (w && atomic_load(&w->interrupt)) luaL_error(L, "%s", w->stop_msg);
+  lua_sethook(L, NULL, 0, 0); /* a coroutine hooked for a job that is over */
 }
+
+#define STOP_MASK (LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET)
 
 /* Called with the pool's lock held, for a worker that runs a job. lua_sethook from another
  * thread is what Lua's own lua.c does from a signal handler and Lanes does for a hard cancel:
@@ -156,13 +164,83 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 static void interrupt_locked(worker *w, const char *msg) {
   w->stop_msg = msg;
   atomic_store(&w->interrupt, 1);
-  if (w->L) lua_sethook(w->L, stop_hook, LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
+  if (w->L) lua_sethook(w->L, stop_hook, STOP_MASK, 1);
+  for (int i = 0; i < w->nresuming; i++) lua_sethook(w->resuming[i], stop_hook, STOP_MASK, 1);
   if (w->blocked_lock) { /* blocked on a channel: wake it; it sees `interrupt` and raises */
     uv_mutex_lock(w->blocked_lock);
     uv_cond_broadcast(w->blocked_c1);
     uv_cond_broadcast(w->blocked_c2);
     uv_mutex_unlock(w->blocked_lock);
   }
+}
+
+/* Around a resume in a worker: list co while it runs, so that an interrupt reaches it (and
+ * set the hook now if the interrupt came first). Returns 0 if it could not be listed (nested
+ * too deep: Lua refuses that resume itself). */
+static int resume_begin(worker *w, lua_State *co) {
+  int listed = 0;
+  uv_mutex_lock(&w->p->lock);
+  if (w->nresuming < MAX_RESUMING) {
+    w->resuming[w->nresuming++] = co;
+    listed = 1;
+  }
+  if (atomic_load(&w->interrupt)) lua_sethook(co, stop_hook, STOP_MASK, 1);
+  uv_mutex_unlock(&w->p->lock);
+  return listed;
+}
+
+static void resume_end(worker *w, int listed) {
+  if (!listed) return;
+  uv_mutex_lock(&w->p->lock);
+  w->nresuming--;
+  uv_mutex_unlock(&w->p->lock);
+}
+
+/* coroutine.resume in a worker: the standard one (upvalue 1), listed while it runs. */
+static int worker_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  worker *w = thread__worker(L);
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  if (!co || !w) {
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  int listed = resume_begin(w, co);
+  int status = lua_pcall(L, n, LUA_MULTRET, 0); /* only a memory error: resume catches */
+  resume_end(w, listed);
+  if (status != LUA_OK) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* The function coroutine.wrap returned in a worker: upvalues (standard wrap's function, co). */
+static int worker_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  worker *w = thread__worker(L);
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  int listed = resume_begin(w, co);
+  int status = lua_pcall(L, n, LUA_MULTRET, 0);
+  resume_end(w, listed);
+  if (status != LUA_OK) return lua_error(L); /* the coroutine's error, as wrap raises it */
+  return lua_gettop(L);
+}
+
+/* coroutine.wrap in a worker: the standard one (upvalue 1), its coroutine listed while it
+ * runs. The standard wrap's function keeps its coroutine as its first upvalue. */
+static int worker_wrap(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  lua_getupvalue(L, -1, 1);
+  if (!lua_isthread(L, -1) || !thread__worker(L)) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pushcclosure(L, worker_wrapped, 2);
+  return 1;
 }
 
 static int preload_json(lua_State *L) {
@@ -193,6 +271,14 @@ static int worker_setup(lua_State *L) {
   lua_pushcfunction(L, preload_json);
   lua_setfield(L, -2, "corio.json");
   lua_pop(L, 2);
+  lua_getglobal(L, "coroutine");
+  lua_getfield(L, -1, "resume");
+  lua_pushcclosure(L, worker_resume, 1);
+  lua_setfield(L, -2, "resume");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, worker_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
   thread__chan_open(L);
   if (p->init) {
     lua_getglobal(L, "require");
@@ -312,7 +398,10 @@ static void worker_main(void *arg) {
     if (atomic_load(&w->interrupt)) {
       atomic_store(&w->interrupt, 0);
       if (L) lua_sethook(L, NULL, 0, 0);
+      /* coroutines that got the hook are dead (the error unwound them) or were left
+       * suspended by the job: their hook raises "cancelled" if resumed by a later job. */
     }
+    w->nresuming = 0;
     j->worker = NULL;
     j->state = J_DONE;
     if (p->dtail) p->dtail->next = j;
