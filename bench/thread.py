@@ -38,7 +38,7 @@ def main():
     except Exception:
         pass
     rates = {k: [] for k in contenders}
-    single, threads, ticks = [], [], []
+    single, threads, ticks, cores = [], [], [], []
     for _ in range(a.runs):
         for k, cmd in contenders.items():
             rates[k].append(rate(run(cmd)))
@@ -48,6 +48,7 @@ def main():
         m = re.search(r"threads ([0-9.]+) s.*\(([0-9.]+)%\)", out)
         threads.append(float(m.group(1)))
         ticks.append(float(m.group(2)))
+        cores.append(float(re.search(r"cpu/wall ([0-9.]+)", out).group(1)))
     print(f"overhead: {a.calls} trivial calls, 64 in flight, median of {a.runs} runs")
     print("| contender | calls/s | corio / it |")
     print("| --- | ---: | ---: |")
@@ -62,6 +63,8 @@ def main():
     print(f"| thread.map on the default pool | {t:.3f} s ({t / s:.2f}x the single-thread time) |")
     print(f"| 10 ms ticker during thread.map | {statistics.median(ticks):.0f} % of its ticks "
           f"(runs: {', '.join(f'{x:.0f}' for x in ticks)}) |")
+    print(f"| cores the machine gave (cpu/wall) | {statistics.median(cores):.2f} "
+          f"(runs: {', '.join(f'{x:.2f}' for x in cores)}) |")
     print()
     print("copy (medians of 20 inside one run):")
     print(run([a.corio, os.path.join(HERE, "thread_copy.lua")]))

@@ -35,7 +35,7 @@ void thread__tbuf_free(tbuf *b) {
 
 static int grow(tbuf *b, size_t more) {
   if (b->cap - b->n >= more) return 0;
-  size_t cap = b->cap ? b->cap : 64;
+  size_t cap = b->cap ? b->cap : 256; /* one allocation for most jobs */
   while (cap - b->n < more) {
     if (cap > ((size_t)-1) / 2) return -1;
     cap *= 2;
