@@ -777,6 +777,7 @@ static int l_default(lua_State *L) {
 
 /* corio.thread.run(f, ...) on the default pool  [suspends] */
 static int l_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION); /* here, so the message counts as the caller does */
   push_default(L);
   lua_insert(L, 1);
   return submit(L, K_RUN, "thread.run");
@@ -784,6 +785,8 @@ static int l_run(lua_State *L) {
 
 /* corio.thread.call(module, name, ...) on the default pool  [suspends] */
 static int l_call(lua_State *L) {
+  luaL_checkstring(L, 1);
+  luaL_checkstring(L, 2);
   push_default(L);
   lua_insert(L, 1);
   return submit(L, K_CALL, "thread.call");
