@@ -1,6 +1,7 @@
 /* The binding API's shared pieces (binding.h): accessors over the opaque runtime and task
  * records, waiter slots, handle boxes, classes and the out-of-memory helpers. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime.h"
 
@@ -155,4 +156,33 @@ void *corio__xmalloc(lua_State *L, size_t n) {
   void *p = malloc(n);
   if (!p && n) corio__nomem(L);
   return p;
+}
+
+/* ---- embedded scripts ---------------------------------------------------------------------- */
+
+/* The table generated from scripts/ (cmake/embed.cmake); preload.c registers the same. */
+struct corio_script {
+  const char *name, *path;
+  const unsigned char *code;
+  size_t len;
+};
+extern const struct corio_script corio__scripts[];
+
+int corio__load_script(lua_State *L, const char *name) {
+  for (const struct corio_script *s = corio__scripts; s->name; s++) {
+    if (strcmp(s->name, name) != 0) continue;
+    const char *dir = getenv("CORIO_SCRIPTS");
+    if (dir && *dir) {
+      const char *file = lua_pushfstring(L, "%s/%s", dir, s->path + sizeof "scripts/" - 1);
+      int status = luaL_loadfile(L, file);
+      lua_remove(L, -2);
+      return status;
+    }
+    lua_pushfstring(L, "@%s", s->path);
+    int status = luaL_loadbuffer(L, (const char *)s->code, s->len, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return status;
+  }
+  lua_pushfstring(L, "no embedded script '%s'", name);
+  return LUA_ERRFILE;
 }

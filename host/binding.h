@@ -191,4 +191,11 @@ int corio__fail(lua_State *L, const char *op, const char *target, int uverr); /*
 int corio__nomem(lua_State *L); /* raises Lua's memory error */
 void *corio__xmalloc(lua_State *L, size_t n); /* malloc, or raise the memory error */
 
+/* ---- embedded scripts ----------------------------------------------------------------------
+ * Push the chunk of the embedded Lua module `name` (scripts/, e.g. "corio.json") into any
+ * lua_State, also one that is not a runtime's (a worker thread's); CORIO_SCRIPTS is honoured as
+ * by package.preload. Returns a lua_load status (the message is pushed on failure) or
+ * LUA_ERRFILE when there is no such script. Touches no runtime: safe on any thread. */
+int corio__load_script(lua_State *L, const char *name);
+
 #endif
