@@ -121,13 +121,19 @@ local function cancel_and_drain(tasks)
   return held
 end
 
--- corio.map(fn, items [, {concurrency = n, return_errors = bool}]) -> results[, errors]
+-- corio.map(fn, items [, {concurrency = n, return_errors = bool, thread = bool}])
+--   -> results[, errors]
 -- Calls fn(item, i) for every item of the list in tasks, at most `concurrency` at once
 -- (default: all), and returns the results in the order of the items (results.n = #items).
+-- With thread = true each call runs on a worker thread (corio.thread.map).
 -- The first error cancels the calls still running, waits for them, and is raised; with
 -- return_errors, errors are kept in place in results and in errors[i] instead. Cancelling
 -- the caller cancels every call in flight.
 function M.map(fn, items, opts)
+  if type(opts) == "table" and opts.thread then
+    -- every call computed on a worker of corio.thread's pool (fn must be sendable)
+    return require("corio.thread").map(fn, items, opts)
+  end
   if type(fn) ~= "function" and not (getmetatable(fn) and getmetatable(fn).__call) then
     error(("map: expected a function, got %s"):format(type(fn)), 2)
   end
@@ -346,5 +352,15 @@ end
 
 -- corio.stdin() -> a read stream on standard input (corio.net loads on first use).
 function M.stdin() return require("corio.net").stdin() end
+
+-- corio.thread (CPU work on a pool of threads) loads on first use: a script that never
+-- touches it pays nothing for it.
+setmetatable(M, {__index = function(_, k)
+  if k == "thread" then
+    local thread = require "corio.thread"
+    rawset(M, "thread", thread)
+    return thread
+  end
+end})
 
 return M
