@@ -56,6 +56,19 @@ describe("unknown option errors", function()
                      .. ' %(accepted: ', msg)
     end
   end)
+
+  it("the accepted lists are the options the documentation describes", function()
+    local f = assert(io.open("doc/http.md"))
+    local doc = f:read("a")
+    f:close()
+    for _, fn in ipairs {function() http.request {url = "http://x/", bogus = 1} end,
+                         function() http.Session {bogus = 1} end} do
+      for _, name in ipairs(accepted(message(fn))) do
+        assert.truthy(doc:find("`" .. name .. "`", 1, true) or doc:find(name .. " =", 1, true),
+                      "doc/http.md does not describe option " .. name)
+      end
+    end
+  end)
 end)
 
 describe("the sources", function()
