@@ -104,3 +104,31 @@ describe("the reference documentation", function()
     end
   end)
 end)
+
+describe("the man page", function()
+  local function read(path)
+    local f = assert(io.open(path))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  it("lists every environment variable the C sources read", function()
+    local man = read("doc/corio.1")
+    local p = io.popen([[grep -rhoE 'getenv\("[A-Z_0-9]+"\)' host bindings]])
+    local missing = {}
+    for call in p:lines() do
+      local name = call:match('"(.-)"')
+      if not man:find(name, 1, true) then missing[#missing + 1] = name end
+    end
+    p:close()
+    for _, name in ipairs {"LUA_INIT", "LUA_PATH", "LUA_CPATH", "CORIO_ALLOC", "CORIO_HISTORY"} do
+      if not man:find(name, 1, true) then missing[#missing + 1] = name end
+    end
+    assert.same({}, missing)
+  end)
+
+  it("has an EXIT STATUS section", function()
+    assert.truthy(read("doc/corio.1"):find(".SH EXIT STATUS", 1, true))
+  end)
+end)
