@@ -1,6 +1,8 @@
 -- `luarocks make` in a source tree builds corio.so (require "corio") and the corio command.
--- Needs CMake, a C compiler and the Debian packages listed in FACTS.md's first line
--- (liblua5.4-dev, libuv1-dev, lua-cjson-dev, pkgconf).
+-- Needs CMake, a C compiler and the Debian packages of README.md's build command that the
+-- build links (liblua5.4-dev, libuv1-dev, lua-cjson-dev, libedit-dev, libhiredis-dev,
+-- node-llhttp, pkgconf); CMakeLists.txt's CORIO_ROCK option says what is installed. CI runs
+-- it: .ci/rock.
 rockspec_format = "3.0"
 package = "corio"
 version = "0.1.0-1"

@@ -8,7 +8,7 @@ By default the contenders' runs are interleaved. On these VMs the first process 
 memory that another process has just freed pays for it again (host-side faults): every
 contender pays it in interleaved runs. --blocked runs each contender's runs back to back.
 """
-import argparse, os, re, statistics, subprocess, time
+import argparse, json, os, re, statistics, subprocess, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--corio", default=os.path.join(HERE, "..", "build", "corio"))
     ap.add_argument("--blocked", action="store_true")
+    ap.add_argument("--json", metavar="PATH",
+                    help="also write the medians and every sample as JSON (bench/chart.py reads it)")
     a = ap.parse_args()
     corio, py = a.corio, "/usr/bin/python3"
     res = {k: [] for k in ["corio_sg", "floor_sg", "py_sg", "corio_sl", "py_sl", "node_sl",
@@ -69,6 +71,27 @@ def main():
     print(f"| 100k tasks sleeping 1 s, wall s | {m['corio_sl']:.3f} | asyncio {m['py_sl']:.3f}, node {m['node_sl']:.3f} | |")
     print(f"| same, peak RSS MiB | {m['corio_rss']:.1f} ({m['corio_rss']*1048576/100000:.0f} B/task) | asyncio {m['py_rss']:.1f}, node {m['node_rss']:.1f} | |")
     print(f"| startup -e '' ms | {st_corio*1e3:.2f} | lua5.4 {st_lua*1e3:.2f}, python3 asyncio {st_py*1e3:.1f} | {st_corio/st_lua:.2f}x lua |")
+
+    if a.json:
+        out = {
+            "benchmark": "bench_core", "runs": a.runs,
+            "order": "back-to-back" if a.blocked else "interleaved",
+            "workloads": [
+                {"name": "100k tasks, spawn + sleep(0) + gather", "unit": "CPU s", "better": "lower",
+                 "values": {"corio": m["corio_sg"], "asyncio": m["py_sg"],
+                            "bare Lua coroutines": m["floor_sg"]}},
+                {"name": "100k tasks sleeping 1 s, gathered", "unit": "wall s", "better": "lower",
+                 "values": {"corio": m["corio_sl"], "asyncio": m["py_sl"], "Node": m["node_sl"]}},
+                {"name": "same, peak RSS", "unit": "MiB", "better": "lower",
+                 "values": {"corio": m["corio_rss"], "asyncio": m["py_rss"], "Node": m["node_rss"]}},
+                {"name": "start-up, -e ''", "unit": "ms", "better": "lower",
+                 "values": {"corio": st_corio * 1e3, "lua5.4": st_lua * 1e3,
+                            "python3 -c 'import asyncio'": st_py * 1e3}},
+            ],
+            "samples": res,
+        }
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
 
 if __name__ == "__main__":
     main()

@@ -578,7 +578,9 @@ describe("corio.http", function()
         'http.request: bad URL "ftp://127.0.0.1/": only http and https URLs are supported')
       assert.has_error(function() http.get("http://127.0.0.1/\r\nX: y") end)
       assert.has_error(function() http.get(base .. "/", {bogus = 1}) end,
-                       'http.request: unknown option "bogus"')
+        'http.request: unknown option "bogus" (accepted: allow_redirects, body, body_file, '
+        .. 'ca_file, decompress, form, headers, http2, insecure, json, max_redirects, max_size, '
+        .. 'method, proxy, query, stream, timeout, url)')
       assert.has_error(function() http.get(base .. "/", {timeout = -1}) end)
       assert.has_error(function() http.get(base .. "/", {timeout = {read = 1}}) end)
       assert.has_error(function() http.post(base .. "/", {body = 1}) end)

@@ -397,6 +397,27 @@ local SESSION_KNOWN = {
   max_redirects = true, proxy = true, http2 = true, decompress = true,
 }
 
+-- The names other clients (requests, aiohttp, axios) use, and corio's spelling of each.
+local ELSEWHERE = {
+  data = "body (a string) or form (a table)", params = "query", auth = "headers (Authorization)",
+  verify = "insecure = true, or ca_file", verify_ssl = "insecure = true, or ca_file",
+  ssl = "insecure = true, or ca_file", cookies = "a Session (cookies = true)",
+  allow_redirect = "allow_redirects", follow_redirects = "allow_redirects",
+  redirect = "allow_redirects", max_redirect = "max_redirects", timeouts = "timeout",
+  compress = "decompress", cert = "ca_file", verify_peer = "insecure = true, or ca_file",
+}
+
+-- "unknown option "x" (accepted: a, b, ...)", with corio's spelling of a name another client
+-- uses when there is one.
+local function unknown_option(k, known)
+  local names = {}
+  for name in pairs(known) do names[#names + 1] = name end
+  table.sort(names)
+  local hint = ELSEWHERE[k]
+  return format("unknown option %q%s (accepted: %s)", tostring(k),
+                hint and format("; corio spells it %s", hint) or "", concat(names, ", "))
+end
+
 -- timeout: a number (total seconds) or {total=, connect=, idle=}
 local function timeouts(fname, t, into)
   if t == nil then return end
@@ -444,9 +465,7 @@ function M.Session(opts)
   opts = opts or {}
   if type(opts) ~= "table" then argerror("Session", "options must be a table", 2) end
   for k in pairs(opts) do
-    if not SESSION_KNOWN[k] then
-      argerror("Session", format("unknown option %q", tostring(k)), 2)
-    end
+    if not SESSION_KNOWN[k] then argerror("Session", unknown_option(k, SESSION_KNOWN), 2) end
   end
   for _, k in ipairs {"max_connections", "max_per_host", "max_idle"} do
     local v = opts[k]
@@ -519,7 +538,7 @@ function Session:request(a, b, c)
   local multi = rawget(self, "_multi")
   if not multi then error("http.request: the session is closed", 2) end
   for k in pairs(opts) do
-    if not KNOWN[k] then argerror("request", format("unknown option %q", tostring(k)), 2) end
+    if not KNOWN[k] then argerror("request", unknown_option(k, KNOWN), 2) end
   end
   local method = opts.method or "GET"
   if type(method) ~= "string" or not find(method, TOKEN) then
