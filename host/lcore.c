@@ -221,7 +221,8 @@ static int is_callable(lua_State *L, int idx) {
 }
 
 /* corio.spawn(fn, ...) -> Task
- * corio.spawn({fn, priority = p, name = s}, ...) -> Task  (see run_ready in sched.c for the rule) */
+ * corio.spawn({fn, a1, a2, ..., priority = p, name = s}, ...) -> Task: fn(a1, a2, ..., ...)
+ * (see run_ready in sched.c for the priority rule) */
 static int l_spawn(lua_State *L) {
   if (is_callable(L, 1)) {
     corio__spawn(L, 1, lua_gettop(L) - 1);
@@ -233,12 +234,20 @@ static int l_spawn(lua_State *L) {
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "name") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
     return luaL_error(L, "spawn: name must be a string, got %s", luaL_typename(L, -1));
+  lua_insert(L, 2);   /* opts name args... */
   lua_rawgeti(L, 1, 1);
   if (!is_callable(L, -1))
     return luaL_error(L, "spawn: the options table needs the function at [1], got %s",
                       luaL_typename(L, -1));
-  lua_replace(L, 1);  /* fn args... name */
-  lua_insert(L, 1);   /* name fn args... */
+  lua_insert(L, 3);   /* opts name fn args... */
+  /* the table's own positional arguments come before the call's */
+  int n = (int)lua_rawlen(L, 1);
+  luaL_checkstack(L, n, "spawn: too many arguments");
+  for (int i = n; i >= 2; i--) {
+    lua_rawgeti(L, 1, i);
+    lua_insert(L, 4);
+  }
+  lua_remove(L, 1);   /* name fn targs... args... */
   corio_task *t = corio__spawn(L, 2, lua_gettop(L) - 2);  /* name Task */
   if (priority) corio__set_priority(corio__rt(L), t, priority);
   if (!lua_isnil(L, 1)) {
@@ -379,6 +388,7 @@ static const luaL_Reg task_methods[] = {
   {"add_done_callback", task_add_done_callback},
   {"set_result", future_set_result},
   {"set_error", future_set_error},
+  {"set_exception", future_set_error}, /* asyncio's name */
   {"get_name", task_get_name},
   {"set_name", task_set_name},
   {NULL, NULL}
