@@ -48,6 +48,9 @@ int corio__in_loop(corio_runtime *rt); /* code runs inside uv_run (a task, a cal
  * top-level await is undone (a task it awaits is cancelled) and raises corio.Cancelled; if none
  * is pending, the next one raises it. Runs no Lua; call it from a loop callback. */
 int corio__cancel_main(lua_State *L);
+/* If the error object at idx is the one corio.run re-raised from its failed task, push that
+ * task's traceback (where the error happened) and return 1; else push nothing, return 0. */
+int corio__push_reraised_traceback(lua_State *L, int idx);
 /* A handle of the command's own on the runtime's loop, left out of the leak check's count
  * (also in runtime.h). */
 void corio__own_handle(corio_runtime *rt, uv_handle_t *h);

@@ -347,6 +347,44 @@ static int l_cancel_all(lua_State *L) {
   return 1;
 }
 
+static char RERAISED; /* registry key: {err, traceback} of the last error _reraise raised */
+
+/* corio.core._reraise(err, task): raise err (level 0) for corio.run. If err is the error the
+ * done task failed with, remember it with the task's traceback: the command's message handler
+ * prints that one, where the error happened, rather than corio.run's own frames. */
+static int l_reraise(lua_State *L) {
+  corio_task *t = corio__testtask(L, 2);
+  lua_settop(L, 2);
+  if (t && t->state == CORIO_DONE && t->outcome == CORIO_ERROR) {
+    lua_getiuservalue(L, 2, 1);
+    if (lua_rawequal(L, 1, -1) && corio__push_extras(L, 2, 0) == LUA_TTABLE &&
+        lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
+      lua_createtable(L, 2, 0);
+      lua_pushvalue(L, 1);
+      lua_rawseti(L, -2, 1);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 2);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &RERAISED);
+    }
+  }
+  lua_settop(L, 1);
+  return lua_error(L);
+}
+
+int corio__push_reraised_traceback(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RERAISED) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_rawgeti(L, -1, 1);
+  int same = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  if (same) lua_rawgeti(L, -1, 2);
+  lua_remove(L, -1 - same);
+  return same;
+}
+
 /* corio._stats() -> {tasks=, anchors=, timers=, handles=, unretrieved=} for leak checks.
  * `handles` counts the active libuv handles beyond the runtime's own. */
 static int l_stats(lua_State *L) {
@@ -407,6 +445,7 @@ static const luaL_Reg core_funcs[] = {
   {"_wait", corio__join_wait},
   {"_collect", corio__join_collect},
   {"_cancel_all", l_cancel_all},
+  {"_reraise", l_reraise},
   {"_stats", l_stats},
   {"set_debug", l_set_debug},
   {"_set_eager_report", l_set_eager_report},

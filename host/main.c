@@ -160,6 +160,13 @@ static int msghandler(lua_State *L) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
     msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
+  if (corio__push_reraised_traceback(L, 1)) {
+    /* corio.run re-raised a task's error: where it happened, then who awaited it */
+    luaL_traceback(L, L, NULL, 1);
+    const char *awaited = lua_tostring(L, -1) + sizeof "stack traceback:" - 1;
+    lua_pushfstring(L, "%s\n%s\n\t(re-raised by corio.run)%s", msg, lua_tostring(L, -2), awaited);
+    return 1;
+  }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }

@@ -55,7 +55,7 @@ function M.run(fn, ...)
       if #left > 0 then _wait(left, #left, false) end
     end
   end
-  if not r[1] then error(r[2], 0) end
+  if not r[1] then core._reraise(r[2], task) end  -- error(r[2], 0), keeping task's traceback
   return unpack(r, 2, r.n)
 end
 
@@ -208,7 +208,7 @@ function M.timeout(seconds, fn, ...)
       error(errors.Timeout.new(("timed out after %g seconds"):format(seconds)), 0)
     end
   end
-  if not r[1] then error(r[2], 0) end
+  if not r[1] then core._reraise(r[2], task) end  -- error(r[2], 0), keeping task's traceback
   return unpack(r, 2, r.n)
 end
 
