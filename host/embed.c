@@ -549,6 +549,13 @@ int corio_dobuffer(corio_runtime *rt, const char *buf, size_t len, const char *c
 
 /* ---- driving the loop ------------------------------------------------------------------- */
 
+/* The loop went idle: a failed task nobody holds any more is collected now, so its error is
+ * reported to the handler while the host still listens (not only at corio_close). A task
+ * still referenced may yet be awaited: it is reported when it is collected. */
+static void report_lost_errors(corio_runtime *rt) {
+  lua_gc(rt->L, LUA_GCCOLLECT);
+}
+
 int corio_run(corio_runtime *rt) {
   struct corio_embed *e = rt->embed;
   if (rt->in_loop) {
@@ -558,11 +565,13 @@ int corio_run(corio_runtime *rt) {
   e->stop = 0;
   while (!e->stop && corio__turn(rt, UV_RUN_ONCE, NULL)) {
   }
+  int stopped = e->stop;
   e->stop = 0;
   if (rt->oom) {
     corio__set_error(rt, "corio_run: not enough memory");
     return CORIO_ENOMEM;
   }
+  if (!stopped) report_lost_errors(rt);
   return 0;
 }
 
@@ -576,6 +585,7 @@ int corio_step(corio_runtime *rt) {
     corio__set_error(rt, "corio_step: not enough memory");
     return CORIO_ENOMEM;
   }
+  if (!more) report_lost_errors(rt);
   return more ? 1 : 0;
 }
 

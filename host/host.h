@@ -36,6 +36,27 @@ int corio__interrupt_main(lua_State *L);
 int corio__hook_running(corio_runtime *rt, lua_State *L, lua_Hook hook, int mask, int top,
                         int task);
 
+/* SIGINT or SIGTERM in a script (host/main.c), from its signal handler (it only reads the
+ * runtime and sets hooks). Top-level code running outside the loop gets `top` (count 1) as in
+ * corio__hook_running; top-level code waiting in an async call gets nothing (the loop's
+ * wake-up cancels its wait); a task running inside the loop gets `task` every `count`
+ * instructions on its innermost coroutine, in case it never yields. Returns 1 if a hook was
+ * set. */
+int corio__hook_signal(corio_runtime *rt, lua_State *L, lua_Hook top, lua_Hook task, int count);
+int corio__in_loop(corio_runtime *rt); /* code runs inside uv_run (a task, a callback) */
+/* Cancel the main task, the pseudo-task of top-level code, as task:cancel() does: a pending
+ * top-level await is undone (a task it awaits is cancelled) and raises corio.Cancelled; if none
+ * is pending, the next one raises it. Runs no Lua; call it from a loop callback. */
+int corio__cancel_main(lua_State *L);
+/* If the error object at idx is the one corio.run re-raised from its failed task, push that
+ * task's traceback (where the error happened) and return 1; else push nothing, return 0. */
+int corio__push_reraised_traceback(lua_State *L, int idx);
+/* A handle of the command's own on the runtime's loop, left out of the leak check's count
+ * (also in runtime.h). */
+void corio__own_handle(corio_runtime *rt, uv_handle_t *h);
+/* The error object at idx is corio.Cancelled (also in scheduler.h). */
+int corio__is_cancelled(lua_State *L, int idx);
+
 /* What the code calling a C function from L is. */
 enum { CORIO_RUNNING_CALLBACK, CORIO_RUNNING_MAIN, CORIO_RUNNING_TASK };
 int corio__running(lua_State *L); /* a done callback, top-level code or a task */

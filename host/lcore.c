@@ -215,7 +215,8 @@ static int is_callable(lua_State *L, int idx) {
 }
 
 /* corio.spawn(fn, ...) -> Task
- * corio.spawn({fn, priority = p, name = s}, ...) -> Task  (see run_ready in sched.c for the rule) */
+ * corio.spawn({fn, a1, a2, ..., priority = p, name = s}, ...) -> Task: fn(a1, a2, ..., ...)
+ * (see run_ready in sched.c for the priority rule) */
 static int l_spawn(lua_State *L) {
   if (is_callable(L, 1)) {
     corio__spawn(L, 1, lua_gettop(L) - 1);
@@ -227,12 +228,20 @@ static int l_spawn(lua_State *L) {
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "name") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
     return luaL_error(L, "spawn: name must be a string, got %s", luaL_typename(L, -1));
+  lua_insert(L, 2);   /* opts name args... */
   lua_rawgeti(L, 1, 1);
   if (!is_callable(L, -1))
     return luaL_error(L, "spawn: the options table needs the function at [1], got %s",
                       luaL_typename(L, -1));
-  lua_replace(L, 1);  /* fn args... name */
-  lua_insert(L, 1);   /* name fn args... */
+  lua_insert(L, 3);   /* opts name fn args... */
+  /* the table's own positional arguments come before the call's */
+  int n = (int)lua_rawlen(L, 1);
+  luaL_checkstack(L, n, "spawn: too many arguments");
+  for (int i = n; i >= 2; i--) {
+    lua_rawgeti(L, 1, i);
+    lua_insert(L, 4);
+  }
+  lua_remove(L, 1);   /* name fn targs... args... */
   corio_task *t = corio__spawn(L, 2, lua_gettop(L) - 2);  /* name Task */
   if (priority) corio__set_priority(corio__rt(L), t, priority);
   if (!lua_isnil(L, 1)) {
@@ -367,6 +376,44 @@ static int l_main_uncancel(lua_State *L) {
   return 1;
 }
 
+static char RERAISED; /* registry key: {err, traceback} of the last error _reraise raised */
+
+/* corio.core._reraise(err, task): raise err (level 0) for corio.run. If err is the error the
+ * done task failed with, remember it with the task's traceback: the command's message handler
+ * prints that one, where the error happened, rather than corio.run's own frames. */
+static int l_reraise(lua_State *L) {
+  corio_task *t = corio__testtask(L, 2);
+  lua_settop(L, 2);
+  if (t && t->state == CORIO_DONE && t->outcome == CORIO_ERROR) {
+    lua_getiuservalue(L, 2, 1);
+    if (lua_rawequal(L, 1, -1) && corio__push_extras(L, 2, 0) == LUA_TTABLE &&
+        lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
+      lua_createtable(L, 2, 0);
+      lua_pushvalue(L, 1);
+      lua_rawseti(L, -2, 1);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 2);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &RERAISED);
+    }
+  }
+  lua_settop(L, 1);
+  return lua_error(L);
+}
+
+int corio__push_reraised_traceback(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RERAISED) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_rawgeti(L, -1, 1);
+  int same = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  if (same) lua_rawgeti(L, -1, 2);
+  lua_remove(L, -1 - same);
+  return same;
+}
+
 /* corio._stats() -> {tasks=, anchors=, timers=, handles=, unretrieved=} for leak checks.
  * `handles` counts the active libuv handles beyond the runtime's own. */
 static int l_stats(lua_State *L) {
@@ -408,6 +455,7 @@ static const luaL_Reg task_methods[] = {
   {"add_done_callback", task_add_done_callback},
   {"set_result", future_set_result},
   {"set_error", future_set_error},
+  {"set_exception", future_set_error}, /* asyncio's name */
   {"get_name", task_get_name},
   {"set_name", task_set_name},
   {NULL, NULL}
@@ -429,6 +477,7 @@ static const luaL_Reg core_funcs[] = {
   {"_set_scope", l_set_scope},
   {"_main_cancel", l_main_cancel},
   {"_main_uncancel", l_main_uncancel},
+  {"_reraise", l_reraise},
   {"_stats", l_stats},
   {"set_debug", l_set_debug},
   {"_set_eager_report", l_set_eager_report},

@@ -10,13 +10,36 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "corio_signal.h"
 #include "host.h"
 #include "repl.h"
 
 static const char *progname = "corio";
 static lua_State *global_L = NULL;
 
-/* ---- Ctrl-C: a debug hook stops the running Lua code (never Lua from a handler) ----------- */
+/* ---- SIGINT and SIGTERM: two sets of rules -------------------------------------------------
+ * A script that never touched corio (loaded no corio module) keeps lua.c's: the first Ctrl-C
+ * sets a hook that raises "interrupted!" in the running Lua code, a second one kills.
+ * Once corio is loaded, asyncio.run's: the first SIGINT (or SIGTERM) cancels the main task.
+ * Busy top-level code still gets lua's hook; top-level code waiting in an async call is woken
+ * through `wake` and its wait raises corio.Cancelled, so <close> and pcall cleanup runs (and
+ * may await); after the chunk, the tasks left are cancelled and their cleanup runs. The
+ * process then exits with 128 + the signal's number. A second signal kills at once.
+ * Handlers never run Lua: they set hooks (lua_sethook is async-signal-safe) and poke the loop
+ * (uv_async_send is too). A corio.signal watch or run_app's watcher of a signal takes it over:
+ * libuv's handler replaces ours while they watch, and we never install over theirs. */
+
+#define HOOK_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
+#define TASK_HOOK_COUNT 100000 /* instructions a task may run after a signal before it is hooked */
+
+static volatile sig_atomic_t touched;      /* a corio module was loaded: asyncio's rules */
+static volatile sig_atomic_t first_signal; /* the signal acted on under asyncio's rules, or 0 */
+static volatile sig_atomic_t pending;      /* that signal, until the loop or a hook acted on it */
+static volatile sig_atomic_t in_docall;    /* a chunk of the command runs (not the REPL's) */
+static int after_chunk;                    /* the script is over: the loop runs the tasks left */
+static int cancel_left;                    /* a signal came after the chunk: cancel the tasks */
+static corio_runtime *global_rt = NULL;
+static uv_async_t wake;                    /* the handler pokes the loop through it */
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -24,10 +47,93 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
-static void on_sigint(int sig) {
-  int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-  signal(sig, SIG_DFL);  /* a second Ctrl-C kills the process */
-  lua_sethook(global_L, stop_hook, mask, 1);
+/* Busy top-level code under asyncio's rules: as lua's hook, unless the loop got there first
+ * (the hook also lands on threads that run no more Lua before the loop acts). */
+static void top_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (!pending || corio__in_loop(global_rt)) return;
+  pending = 0;
+  luaL_error(L, "interrupted!");
+}
+
+/* A task that kept running for TASK_HOOK_COUNT instructions since the signal (the loop could
+ * not act on it) fails with "interrupted!"; the loop then cancels what the signal cancels. */
+static void task_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (pending && corio__in_loop(global_rt)) luaL_error(L, "interrupted!");
+}
+
+static void on_signal(int sig) {
+  if (!touched || first_signal) {
+    signal(sig, SIG_DFL); /* a second signal kills the process */
+    if (first_signal || sig != SIGINT) raise(sig); /* delivered once this handler returns */
+    else lua_sethook(global_L, stop_hook, HOOK_MASK, 1);
+    return;
+  }
+  first_signal = pending = sig;
+  corio__hook_signal(global_rt, global_L, top_hook, task_hook, TASK_HOOK_COUNT);
+  uv_async_send(&wake);
+}
+
+static void wake_cb(uv_async_t *h) {
+  (void)h;
+  if (!pending) return;
+  pending = 0;
+  if (after_chunk) cancel_left = 1; /* done by the loop's driver, outside libuv's callback */
+  else corio__cancel_main(global_L);
+}
+
+/* Install on_signal for sig unless a corio.signal watch, another libuv watcher (run_app) or an
+ * ignored SIGTERM (nohup) has it. An ignored SIGINT is taken over, as lua does (a background
+ * job of a non-interactive shell starts with SIGINT ignored). */
+static void catch_signal(int sig, struct sigaction *saved) {
+  struct sigaction cur, sa;
+  if (corio__signal_watchers(sig) > 0 || sigaction(sig, NULL, &cur) != 0) return;
+  if (cur.sa_handler == on_signal) return;
+  if (cur.sa_handler != SIG_DFL && !(sig == SIGINT && cur.sa_handler == SIG_IGN)) return;
+  if (saved) *saved = cur;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, NULL);
+}
+
+/* Put back what catch_signal replaced, if on_signal still has the signal. */
+static void release_signal(int sig, const struct sigaction *saved) {
+  struct sigaction cur;
+  if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler == on_signal) sigaction(sig, saved, NULL);
+}
+
+static struct sigaction dfl_action; /* SIG_DFL, set up in main */
+
+/* A package.preload entry of a corio module, wrapped: loading it switches to asyncio's rules
+ * (upvalue 1 is the original loader). */
+static int touch_loader(lua_State *L) {
+  touched = 1;
+  if (in_docall) catch_signal(SIGTERM, NULL);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void wrap_corio_loaders(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (strncmp(name, "corio", 5) == 0 && (name[5] == '\0' || name[5] == '.')) {
+      lua_pushcclosure(L, touch_loader, 1);
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4); /* replacing the value of an existing key: lua_next goes on */
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
 }
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -48,9 +154,18 @@ static int report(lua_State *L, int status) {
 
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
+  if (first_signal && corio__is_cancelled(L, 1)) /* the signal's cancellation */
+    msg = first_signal == SIGTERM ? "terminated!" : "interrupted!";
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
     msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  if (corio__push_reraised_traceback(L, 1)) {
+    /* corio.run re-raised a task's error: where it happened, then who awaited it */
+    luaL_traceback(L, L, NULL, 1);
+    const char *awaited = lua_tostring(L, -1) + sizeof "stack traceback:" - 1;
+    lua_pushfstring(L, "%s\n%s\n\t(re-raised by corio.run)%s", msg, lua_tostring(L, -2), awaited);
+    return 1;
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -61,9 +176,16 @@ int corio__docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   global_L = L;
-  signal(SIGINT, on_sigint);
+  struct sigaction old_int = dfl_action, old_term = dfl_action;
+  if (!first_signal) {
+    catch_signal(SIGINT, &old_int);
+    if (touched) catch_signal(SIGTERM, &old_term);
+  }
+  in_docall = 1;
   int status = lua_pcall(L, narg, nres, base);
-  signal(SIGINT, SIG_DFL);
+  in_docall = 0;
+  release_signal(SIGINT, &old_int);
+  release_signal(SIGTERM, &old_term);
   lua_remove(L, base);
   return status;
 }
@@ -235,6 +357,42 @@ static int handle_luainit(lua_State *L) {
   return dostring(L, init, name);
 }
 
+/* ---- the end of the script ----------------------------------------------------------------- */
+
+static int cancel_tasks_p(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "corio.core");
+  lua_getfield(L, -1, "_cancel_all");
+  lua_call(L, 0, 0);
+  return 0;
+}
+
+/* The script is over: run the loop until no task is left. Under asyncio's rules, a signal
+ * meanwhile cancels the tasks left and, once their cleanup has run, ends the wait even if some
+ * handle (a listener nobody closed) would keep the loop alive. */
+static int run_tasks_left(lua_State *L) {
+  corio_runtime *rt = corio_from_lua(L);
+  if (corio__live_tasks(rt) > 0) touched = 1; /* corio.core used directly */
+  if (!touched || first_signal) return corio__run_until_idle(rt);
+  struct sigaction old_int = dfl_action, old_term = dfl_action;
+  int stopping = 0;
+  after_chunk = 1;
+  catch_signal(SIGINT, &old_int);
+  catch_signal(SIGTERM, &old_term);
+  while (corio__turn(rt, UV_RUN_ONCE, NULL)) {
+    if (cancel_left) {
+      cancel_left = 0;
+      stopping = 1;
+      lua_pushcfunction(L, cancel_tasks_p);
+      if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
+    if (stopping && corio__live_tasks(rt) == 0) break;
+  }
+  release_signal(SIGINT, &old_int);
+  release_signal(SIGTERM, &old_term);
+  return stopping ? 0 : corio__run_until_idle(rt);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static int pmain(lua_State *L) {
@@ -273,8 +431,7 @@ static int pmain(lua_State *L) {
       return 0;
     }
   }
-  /* The script is over: run the loop until no task is left. */
-  if (corio__run_until_idle(corio_from_lua(L)) == CORIO_ENOMEM) {
+  if (run_tasks_left(L) == CORIO_ENOMEM) {
     lua_pushliteral(L, "not enough memory");
     return lua_error(L);
   }
@@ -301,6 +458,14 @@ int main(int argc, char **argv) {
   }
   corio_set_error_handler(rt, on_task_error, NULL);
   lua_State *L = corio_lua(rt);
+  global_rt = rt;
+  global_L = L;
+  dfl_action.sa_handler = SIG_DFL;
+  sigemptyset(&dfl_action.sa_mask);
+  uv_async_init(corio_loop(rt), &wake, wake_cb);
+  uv_unref((uv_handle_t *)&wake); /* it never keeps the loop alive */
+  corio__own_handle(rt, (uv_handle_t *)&wake);
+  wrap_corio_loaders(L);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
   lua_pushlightuserdata(L, argv);
@@ -308,6 +473,11 @@ int main(int argc, char **argv) {
   int result = lua_toboolean(L, -1);
   report(L, status);
   fflush(stdout);
+  uv_close((uv_handle_t *)&wake, NULL);
   corio_close(rt);  /* finalizers report the task errors nobody retrieved */
-  return (result && status == LUA_OK && unretrieved == 0) ? EXIT_SUCCESS : EXIT_FAILURE;
+  int failed = !result || status != LUA_OK || unretrieved > 0;
+  /* a signal under asyncio's rules: the error it raised reached the top, or it ended the wait
+   * for the tasks left */
+  if (first_signal && (failed || after_chunk)) return 128 + first_signal;
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -708,7 +708,23 @@ static void finish(lua_State *L) {
   R.state = IDLE;
 }
 
+/* Ctrl-D on a terminal while tasks (a server among them) still run: say what runs and how to
+ * stop it, and return 1; a second Ctrl-D in a row then leaves. Piped input just ends. */
+static int say_running(lua_State *L) {
+  if (!R.tty || corio__live_tasks(R.rt) == 0) return 0;
+  corio__push_anchor(L, R.helpers);
+  lua_getfield(L, -1, "running_summary");
+  int said = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING;
+  if (said) {
+    fprintf(stdout, "%s\n", lua_tostring(L, -1));
+    fflush(stdout);
+  }
+  lua_pop(L, 2);
+  return said;
+}
+
 int corio__repl(lua_State *L) {
+  int warned = 0;
   start(L);
   for (;;) {
     lua_settop(L, 0);
@@ -716,8 +732,10 @@ int corio__repl(lua_State *L) {
     if (status == -READ_INTERRUPT) continue;
     if (status < 0) {
       fputc('\n', stdout);  /* leave the prompt's line, as lua does at the end of input */
+      if (status == -READ_EOF && !warned && (warned = say_running(L))) continue;
       break;
     }
+    warned = 0;
     if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
     if (status == LUA_OK) print_results(L);
     else report(L, status);

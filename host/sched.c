@@ -677,3 +677,32 @@ int corio__cancel_running(lua_State *L) {
   corio__cancel(L, t, 0);
   return corio__raise_cancelled(L, t);
 }
+
+/* ---- what the command asks of the scheduler on SIGINT and SIGTERM (host.h) ----------------- */
+
+int corio__in_loop(corio_runtime *rt) {
+  return rt->in_loop > 0;
+}
+
+int corio__hook_signal(corio_runtime *rt, lua_State *L, lua_Hook top, lua_Hook task, int count) {
+  int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  corio_task *m = &rt->main_task, *t = rt->current;
+  if (rt->in_loop == 0) {
+    /* between two turns of a top-level await: the loop's wake-up cancels the wait instead */
+    if (m->state == CORIO_WAITING || m->state == CORIO_READY) return 0;
+    return corio__hook_running(rt, L, top, mask, 1, 0);
+  }
+  if (t && t->co && !(t->flags & CORIO_F_MAIN)) {
+    /* A task runs. Its innermost coroutine is the newest nest frame if one was resumed from
+     * the task's own coroutine (frames below it may belong to top-level code). */
+    lua_State *co = t->co;
+    for (struct corio_nest *n = rt->nest; n; n = n->prev)
+      if (n->from == t->co) {
+        co = rt->nest->co;
+        break;
+      }
+    lua_sethook(co, task, LUA_MASKCOUNT, count);
+    return 1;
+  }
+  return 0;
+}

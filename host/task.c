@@ -293,7 +293,7 @@ static void push_report(lua_State *L, int idx, corio_task *t) {
       lua_pop(L, 1);
     }
     if (lua_getfield(L, ex, "spawn_traceback") == LUA_TSTRING) {
-      lua_pushliteral(L, "\nthe task was spawned here:");
+      lua_pushliteral(L, "\nthe task was spawned here:\n");
       lua_insert(L, -2);
       pieces += 2;
     } else {

@@ -51,7 +51,7 @@ function M.run(fn, ...)
     local n, left = core._cancel_all(task.id)
     if n > 0 then _wait(left, n, false) end  -- each wakes with corio.Cancelled and finishes
   end
-  if not r[1] then error(r[2], 0) end
+  if not r[1] then core._reraise(r[2], task) end  -- error(r[2], 0), keeping task's traceback
   return unpack(r, 2, r.n)
 end
 
@@ -210,7 +210,7 @@ function M.timeout(seconds, fn, ...)
       error(errors.Timeout.new(("timed out after %g seconds"):format(seconds)), 0)
     end
   end
-  if not r[1] then error(r[2], 0) end
+  if not r[1] then core._reraise(r[2], task) end  -- error(r[2], 0), keeping task's traceback
   return unpack(r, 2, r.n)
 end
 

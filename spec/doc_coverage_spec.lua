@@ -12,6 +12,7 @@ local EXEMPT = {
   Task = {
     set_result = "Future-only (raises on a task): documented as future:set_result",
     set_error = "Future-only (raises on a task): documented as future:set_error",
+    set_exception = "Future-only (raises on a task): documented as future:set_exception",
   },
   PriorityQueue = {},  -- the same methods as Queue, documented once as q:
 }

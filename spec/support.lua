@@ -24,11 +24,30 @@ function S.errors_with(pred, fn, ...)
   return err
 end
 
--- No task, anchor, timer or libuv handle may outlive a test; garbage goes with collection.
-function S.assert_clean()
+-- Task errors nobody retrieved, reported so far (each test may add none).
+local reported = require("corio.core")._stats().unretrieved
+
+-- Let the test's tasks finish, collect, and raise if a task error nobody retrieved was
+-- reported since the last check (spec/helper.lua runs this at the end of every test body, so
+-- the test that leaked it fails, and again from assert_clean).
+function S.assert_no_lost_errors(level)
   S.settle()
   collectgarbage()
   collectgarbage()
+  local now = require("corio.core")._stats().unretrieved
+  if now > reported then
+    local n = now - reported
+    reported = now
+    error(("%d task error%s nobody retrieved (reported above)"):format(n, n == 1 and "" or "s"),
+          level or 2)
+  end
+end
+
+-- No task, anchor, timer or libuv handle may outlive a test; garbage goes with collection.
+-- A task error nobody retrieved fails the test that leaked it (its report, with the task's
+-- error and tracebacks, went to stderr when the task was collected).
+function S.assert_clean()
+  S.assert_no_lost_errors(3)
   local st = require("corio.core")._stats()
   local leftover = {}
   for _, t in ipairs(corio.all_tasks()) do

@@ -48,6 +48,21 @@ function M.tasks()
   end
 end
 
+-- What Ctrl-D would stop: a message naming the live tasks (a server's acceptor among them)
+-- and how to stop them, or nil when nothing runs.
+function M.running_summary()
+  local live = corio.all_tasks()
+  if #live == 0 then return nil end
+  local names = {}
+  for i, t in ipairs(live) do
+    if i > 3 then names[#names + 1] = "..."; break end
+    names[#names + 1] = ("%s (%s)"):format(t.name, t.where)
+  end
+  return ("corio: still running: %d task%s: %s\n"
+    .. "corio: Ctrl-D again cancels %s and exits; tasks() lists them, task:cancel() stops one")
+    :format(#live, #live == 1 and "" or "s", concat(names, ", "), #live == 1 and "it" or "them")
+end
+
 -- ---- completion ------------------------------------------------------------------------------
 
 local keywords = {
