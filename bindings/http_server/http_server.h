@@ -73,6 +73,7 @@ struct conn {
   size_t body_len, body_cap;
   int err_status;         /* set by a callback that rejects the request (or HS_NOMEM) */
   const char *exec_start; /* the data of the running llhttp_execute */
+  const char *line_from;  /* where the URL starts in that data, while no version was read */
   int tail_lf;            /* the data fed so far ends with LF and then only SP/HT */
   /* pipelined bytes that arrived while a request was being handled */
   char *pending;
@@ -89,6 +90,7 @@ struct conn {
       handle_closed : 1, reading : 1, streaming : 1, upgrade : 1, minor : 1,
       client_gone : 1;
   /* what the last corio__hs_parse saw, for the connection to act on (timers, 100-continue) */
+  unsigned in_line : 1; /* the URL started, its version not read yet */
   unsigned ev_begin : 1, ev_head : 1, ev_body : 1, ev_continue : 1, body_expected : 1;
   char remote[48];
 };

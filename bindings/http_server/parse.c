@@ -48,17 +48,27 @@ static int on_message_begin(llhttp_t *p) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   conn *c = pconn(p);
+  if (!c->in_line) {
+    c->in_line = 1;
+    c->line_from = at;
+  }
   if (c->url_len + n > c->srv->max_url) return reject(c, 414);
   c->url_len += (uint32_t)n;
   return append(c, at, n);
 }
 
-/* A request line without a version is HTTP/0.9 ("GET /\r\n"): llhttp would go on to wait for
- * headers that never come, and the client would hold the connection until the header
- * deadline. Nobody speaks 0.9 any more: answer 400 at once. */
+/* A request line without a version is HTTP/0.9 ("GET /\r\n"): llhttp (strict) waits for
+ * more bytes after its line end, and the client would hold the connection until the header
+ * deadline. Nobody speaks 0.9 any more: a line end before the version is answered 400 at
+ * once (corio__hs_parse looks for it; this callback catches what llhttp reports itself). */
 static int on_url_complete(llhttp_t *p) {
   conn *c = pconn(p);
   if (p->http_major == 0 && p->http_minor == 9) return reject(c, 400);
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  pconn(p)->in_line = 0;
   return 0;
 }
 
@@ -190,6 +200,7 @@ static const llhttp_settings_t SETTINGS = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
   .on_url_complete = on_url_complete,
+  .on_version_complete = on_version_complete,
   .on_header_field = on_header_field,
   .on_header_value = on_header_value,
   .on_header_value_complete = on_header_value_complete,
@@ -215,6 +226,7 @@ void corio__hs_reset(conn *c) {
   c->body_len = 0;
   c->err_status = 0;
   c->got_bytes = 0;
+  c->in_line = 0;
   c->is_head = 0;
   c->streaming = 0;
   /* do not let one big request pin its buffers on an idle connection */
@@ -240,6 +252,14 @@ int corio__hs_parse(conn *c, const char *data, size_t n, size_t *used) {
   llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
   note_tail(c, data, n);
   if (err == HPE_OK) {
+    if (c->in_line) { /* HTTP/0.9: a line end in the request line, before any version */
+      const char *q = c->line_from >= data && c->line_from < data + n ? c->line_from : data;
+      if (memchr(q, '\n', (size_t)(data + n - q)) || memchr(q, '\r', (size_t)(data + n - q))) {
+        c->err_status = 400;
+        return HS_REJECT;
+      }
+      c->line_from = NULL; /* the next read scans from its start (the buffer is reused) */
+    }
     if (c->state == ST_HEAD && c->got_bytes) {
       /* The head is still incomplete: every byte of this chunk belonged to it. This also
        * catches bytes no callback reports (whitespace, an endless request line). */
