@@ -338,7 +338,9 @@ static int server_abort(lua_State *L) {
   return 0;
 }
 
-/* server:connections() -> open connections, of which busy (a request in progress) */
+/* server:connections() -> open connections, of which busy (a request in progress), and the
+ * connection records still alive (closed ones whose queued writes libuv has not yet released:
+ * a write may hold a response string until then) */
 static int server_connections(lua_State *L) {
   server *s = to_server(L);
   int n = 0, busy = 0;
@@ -350,7 +352,8 @@ static int server_connections(lua_State *L) {
   }
   lua_pushinteger(L, n);
   lua_pushinteger(L, busy);
-  return 2;
+  lua_pushinteger(L, s ? s->nconns : 0);
+  return 3;
 }
 
 /* server:stats() -> {connections=, busy=, buffered= (bytes copied into queued writes),

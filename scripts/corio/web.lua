@@ -749,14 +749,18 @@ function Server:shutdown(grace)
   grace = grace or 10
   self._h:close()
   local deadline = corio.now() + grace
+  local clean = false
   while corio.now() < deadline do
     local n = self._h:connections()
-    if n == 0 then return true end
+    if n == 0 then clean = true; break end
     corio.sleep(0.02)
   end
-  self._h:abort()
-  corio.sleep(0)
-  return false
+  if not clean then self._h:abort() end
+  -- Closed connections release their queued writes (and the response strings they pin) in
+  -- libuv's close callbacks: wait for those too, so nothing the server held outlives this.
+  local limit = corio.now() + 1
+  repeat corio.sleep(0) until select(3, self._h:connections()) == 0 or corio.now() > limit
+  return clean
 end
 
 -- web.run_app(app, {host=, port=, workers=, grace=, print=}) serves until SIGINT/SIGTERM,
