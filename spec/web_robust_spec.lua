@@ -287,3 +287,66 @@ describe("corio.web clients that leave", function()
     end)
   end)
 end)
+
+describe("corio.web under memory pressure", function()
+  it("fails requests, not the process, when allocations fail", function()
+    -- A server in its own process under a 300 MiB address-space limit; 300 clients POST
+    -- 1 MB bodies at once (each within max_body). Some may get a 503 or a close; the
+    -- process must live and keep serving.
+    local base = os.tmpname()
+    local script, portfile = base .. ".lua", base .. ".port"
+    local f = io.open(script, "w")
+    f:write([[
+      local corio = require "corio"
+      local web = require "corio.web"
+      corio.run(function()
+        local app = web.Application()
+        app:post("/up", function(req) return tostring(#req:body()) end)
+        app:get("/", function() return "alive" end)
+        local s = assert(app:listen{port = 0, max_body = 2 * 1024 * 1024})
+        local f = io.open(arg[1], "w"); f:write(s.port); f:close()
+        corio.sleep(60)
+      end)
+    ]])
+    f:close()
+    local exe = arg and arg[-1] or "corio"
+    local h = io.popen(("sh -c 'ulimit -v 307200; exec %s %s %s' 2>&1 & echo $!"):format(
+      exe, script, portfile))
+    local pid = h:read("l")
+    h:close()
+    corio.run(function()
+      local port
+      local deadline = corio.now() + 10
+      while not port and corio.now() < deadline do
+        local pf = io.open(portfile)
+        if pf then port = tonumber(pf:read("a")); pf:close() end
+        if not port then corio.sleep(0.05) end
+      end
+      assert.truthy(port, "the server did not start")
+      local body = ("b"):rep(1000 * 1000)
+      local req = ("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                   .. "Connection: close\r\n\r\n"):format(#body) .. body
+      local ok200 = 0
+      local tasks = {}
+      for i = 1, 300 do
+        tasks[i] = corio.spawn(function()
+          local c = tcp.connect("127.0.0.1", port)
+          if not c then return end
+          c:write(req)
+          local got = {}
+          pcall(corio.timeout, 20, function()
+            while true do local s = c:read(); if not s then break end; got[#got + 1] = s end
+          end)
+          c:close()
+          if table.concat(got):find("^HTTP/1.1 200") then ok200 = ok200 + 1 end
+        end)
+      end
+      for _, t in ipairs(tasks) do t:await() end
+      assert.is_true(ok200 > 0)
+      assert.equal("alive", first(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                              .body)
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.remove(script); os.remove(portfile); os.remove(base)
+  end)
+end)

@@ -45,6 +45,18 @@ struct idle_slot {
   conn *c; /* the request handed over, or NULL: no more requests */
 };
 
+static int dispatch_protected(lua_State *L) {
+  conn *c = lua_touserdata(L, 1);
+  server *s = c->srv;
+  luaL_checkstack(L, 12, NULL);
+  corio__push_anchor(L, s->dispatch_ref);
+  int fidx = lua_gettop(L);
+  corio__push_anchor(L, s->self_ref);
+  corio__hs_push_request(L, c);
+  own(c, corio__spawn(L, fidx, 8));
+  return 0;
+}
+
 /* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
  * running worker(server, conn, method, target, headers, body, http11, remote). The request
  * stays in c's buffers until it is answered, so a woken task reads it from there. */
@@ -58,13 +70,16 @@ void corio__hs_dispatch(lua_State *L, conn *c) {
     corio__waiter_wake(s->rt, &slot->w, 0);
     return;
   }
-  luaL_checkstack(L, 12, NULL);
-  corio__push_anchor(L, s->dispatch_ref);
-  int fidx = lua_gettop(L);
-  corio__push_anchor(L, s->self_ref);
-  corio__hs_push_request(L, c);
-  own(c, corio__spawn(L, fidx, 8));
-  lua_settop(L, fidx - 1);
+  /* Building the request and its task allocates Lua memory, and this runs in a libuv
+   * callback where no protected call is on the stack: a memory error must cost this request
+   * (503 and close), not panic the state. */
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, dispatch_protected);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_settop(L, top);
+    if (!c->task) corio__hs_send_error(c, 503);
+  }
 }
 
 /* Every POOL_SWEEP_SECONDS, the idle tasks that were never needed since the last sweep (the
