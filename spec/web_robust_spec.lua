@@ -289,7 +289,10 @@ describe("corio.web clients that leave", function()
 end)
 
 describe("corio.web under memory pressure", function()
-  it("fails requests, not the process, when allocations fail", function()
+  -- AddressSanitizer reserves terabytes of address space: an address-space limit cannot apply
+  local maps = io.open("/proc/self/maps"):read("a")
+  local sanitized = maps:find("libasan", 1, true) ~= nil
+  ;(sanitized and pending or it)("fails requests, not the process, when allocations fail", function()
     -- A server in its own process under a 300 MiB address-space limit; 300 clients POST
     -- 1 MB bodies at once (each within max_body). Some may get a 503 or a close; the
     -- process must live and keep serving.
