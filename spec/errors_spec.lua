@@ -23,7 +23,7 @@ describe("corio.errors", function()
     table.sort(names)
     assert.same({"corio.BrokenBarrier", "corio.Cancelled", "corio.QueueEmpty", "corio.QueueFull",
                  "corio.QueueShutDown", "corio.TaskGroupError", "corio.Timeout",
-                 "corio.http.HTTPError", "corio.web.HTTPError"}, names)
+                 "corio.http.HTTPError", "corio.web.ClientGone", "corio.web.HTTPError"}, names)
   end)
 
   it("holds the C core's Cancelled and Timeout, as corio exports them", function()

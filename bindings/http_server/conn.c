@@ -1,16 +1,21 @@
 /* A connection's life cycle: accept, read, feed the parser, timeouts on the runtime's timer
  * heap, keep-alive and pipelining (one request at a time, answered in order), writes, and a
  * graceful close. Out of memory costs the one connection that needed it, never the process. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "http_server.h"
 
+/* A queued write: the bytes the socket did not take at once, copied into data[], then
+ * optionally the rest of a Lua string written by reference (anchored until written). */
 typedef struct wreq {
   uv_write_t req;
   conn *c;
-  size_t len;
+  size_t len;     /* bytes copied into data */
+  int ref;        /* the anchored string, or LUA_NOREF */
+  size_t ref_len; /* its bytes in this write */
   char data[];
 } wreq;
 
@@ -76,6 +81,57 @@ void corio__hs_release_refs(server *s) {
   corio__unanchor(L, self);
 }
 
+/* Tell the request.disconnected watcher, if any, how the request ended. */
+static void fire_gone(conn *c, int gone) {
+  gone_slot *g = c->gone;
+  if (!g) return;
+  c->gone = NULL;
+  g->c = NULL;
+  g->fired = 1;
+  g->gone = gone;
+  corio__waiter_wake(c->srv->rt, &g->w, 0);
+}
+
+/* The client of a request in progress went away (EOF, reset, a failed write): the watcher
+ * learns it, and with cancel_on_disconnect the handler's task is cancelled (it runs no Lua
+ * here: the cancellation is delivered at the task's next suspension). */
+void corio__hs_client_gone(conn *c) {
+  if (c->client_gone || !c->task) return;
+  c->client_gone = 1;
+  fire_gone(c, 1);
+  if (c->srv->cancel_on_disconnect && !c->srv->lua_gone)
+    corio__cancel(corio__L(c->srv->rt), c->task, 0);
+}
+
+void corio__hs_request_over(conn *c) {
+  fire_gone(c, 0);
+  c->client_gone = 0;
+}
+
+/* Keep a refusal for the access log (the oldest is dropped when the logger lags). */
+void corio__hs_refuse(conn *c, int status, size_t bytes) {
+  server *s = c->srv;
+  s->refused_total++;
+  if (!s->log_refusals) return;
+  if (s->nref == REFUSALS) {
+    s->nref_head = (s->nref_head + 1) % REFUSALS;
+    s->nref--;
+    s->refusals_dropped++;
+  }
+  refusal *r = &s->refusals[(s->nref_head + s->nref++) % REFUSALS];
+  r->status = status;
+  r->minor = c->minor;
+  r->bytes = (uint32_t)bytes;
+  memcpy(r->remote, c->remote, sizeof r->remote);
+  r->line[0] = 0;
+  if (c->url_len && c->buf) {
+    const char *m = llhttp_method_name((llhttp_method_t)c->parser.method);
+    size_t ul = c->url_len < 100 ? c->url_len : 100;
+    snprintf(r->line, sizeof r->line, "%s %.*s", m, (int)ul, c->buf);
+  }
+  corio__waiter_wake(s->rt, &s->refusal_w, 0);
+}
+
 void corio__hs_conn_free_if_done(conn *c) {
   if (!c->handle_closed || c->task) return;
   server *s = c->srv;
@@ -106,6 +162,8 @@ void corio__hs_conn_close(conn *c) {
   else s->conns = c->next;
   c->next = c->prev = NULL;
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+  /* a stream writer waiting for room learns the client is gone */
+  corio__waiter_wake(s->rt, &c->drain, UV_ECONNRESET);
   corio__hs_release_refs(s);
 }
 
@@ -138,19 +196,34 @@ void corio__hs_begin_close(conn *c) {
 
 /* ---- writing --------------------------------------------------------------------------- */
 
+static void wreq_free(server *s, wreq *w) {
+  s->copied -= w->len;
+  if (w->ref != LUA_NOREF) {
+    s->pinned -= w->ref_len;
+    /* after lua_close (a server collected with the state), the anchors are gone already */
+    if (!s->lua_gone) corio__unanchor(corio__L(s->rt), w->ref);
+  }
+  free(w);
+}
+
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
   conn *c = w->c;
-  free(w);
+  server *s = c->srv;
+  wreq_free(s, w);
   c->writes--;
   if (c->state == ST_CLOSED) return;
   if (status < 0) {
+    corio__hs_client_gone(c);
     corio__hs_conn_close(c);
     return;
   }
+  /* a stream writer above the high-water mark goes on once half of it is out */
+  if (corio__waiter_busy(&c->drain) && c->tcp.write_queue_size <= s->out_hwm / 2)
+    corio__waiter_wake(s->rt, &c->drain, 0);
   if (c->timer_kind == T_WRITE && c->writes == 0) {
     /* written out: an idle keep-alive connection gets its idle time back */
-    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, c->srv->idle_timeout);
+    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, s->idle_timeout);
     else disarm(c);
   }
   if (c->file_fd >= 0 && c->writes == 0) {
@@ -160,43 +233,77 @@ static void write_cb(uv_write_t *req, int status) {
   if (c->state == ST_LINGER && c->eof && c->writes == 0) corio__hs_conn_close(c);
 }
 
-/* Write bufs: straight to the socket when it takes them, else queued (copied). */
-void corio__hs_conn_write(conn *c, uv_buf_t *bufs, int n) {
+/* Queue bufs: as much as the socket takes at once, the rest copied, except bufs[ridx] (if
+ * ridx >= 0), the Lua string at sidx, which is anchored and written from where it is. Big
+ * bodies thus cost no copy, and what a connection holds in copies stays small: heads, small
+ * bodies, chunk framing and one file chunk. */
+static void queue_write(lua_State *L, conn *c, uv_buf_t *bufs, int n, int ridx, int sidx) {
   if (c->state == ST_CLOSED) return;
+  server *s = c->srv;
   size_t total = 0;
   for (int i = 0; i < n; i++) total += bufs[i].len;
   if (total == 0) return;
   int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
   if (done == UV_EAGAIN || done == UV_ENOSYS) done = 0;
   if (done < 0) {
+    corio__hs_client_gone(c);
     corio__hs_conn_close(c);
     return;
   }
   if ((size_t)done == total) return;
-  wreq *w = malloc(sizeof *w + total - (size_t)done);
+  /* what is left of each buffer after the `done` bytes the socket took */
+  size_t skip = (size_t)done, ncopy = 0, ref_len = 0;
+  char *ref_base = NULL;
+  for (int i = 0; i < n; i++) {
+    size_t l = bufs[i].len, k = skip < l ? skip : l;
+    skip -= k;
+    if (i == ridx) { ref_base = bufs[i].base + k; ref_len = l - k; }
+    else ncopy += l - k;
+  }
+  int ref = ref_len ? corio__anchor(L, sidx) : LUA_NOREF;
+  wreq *w = malloc(sizeof *w + ncopy);
   if (!w) { /* the response cannot be queued: this connection ends */
+    if (L) corio__unanchor(L, ref);
     corio__hs_conn_close(c);
     return;
   }
   w->c = c;
   w->len = 0;
-  size_t skip = (size_t)done;
+  w->ref = ref;
+  w->ref_len = ref_len;
+  size_t pre = 0; /* bytes copied before the referenced buffer */
+  skip = (size_t)done;
   for (int i = 0; i < n; i++) {
-    size_t l = bufs[i].len;
-    if (skip >= l) { skip -= l; continue; }
-    memcpy(w->data + w->len, bufs[i].base + skip, l - skip);
-    w->len += l - skip;
-    skip = 0;
+    size_t l = bufs[i].len, k = skip < l ? skip : l;
+    skip -= k;
+    if (i == ridx) { pre = w->len; continue; }
+    memcpy(w->data + w->len, bufs[i].base + k, l - k);
+    w->len += l - k;
   }
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
-    free(w);
+  if (ridx < 0 || !ref_len) pre = w->len;
+  uv_buf_t b[3];
+  int nb = 0;
+  if (pre) b[nb++] = uv_buf_init(w->data, (unsigned)pre);
+  if (ref_len) b[nb++] = uv_buf_init(ref_base, (unsigned)ref_len);
+  if (w->len > pre) b[nb++] = uv_buf_init(w->data + pre, (unsigned)(w->len - pre));
+  s->copied += w->len;
+  s->pinned += ref_len;
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, b, (unsigned)nb, write_cb) != 0) {
+    wreq_free(s, w);
     corio__hs_conn_close(c);
     return;
   }
   c->writes++;
-  if (c->timer_kind == T_NONE || c->timer_kind == T_IDLE)
-    arm(c, T_WRITE, c->srv->write_timeout);
+  if (c->timer_kind == T_NONE || c->timer_kind == T_IDLE) arm(c, T_WRITE, s->write_timeout);
+}
+
+void corio__hs_conn_write(conn *c, uv_buf_t *bufs, int n) {
+  queue_write(NULL, c, bufs, n, -1, 0);
+}
+
+void corio__hs_conn_write_ref(lua_State *L, conn *c, uv_buf_t *bufs, int n, int ridx,
+                              int sidx) {
+  queue_write(L, c, bufs, n, ridx, sidx);
 }
 
 /* The file being sent failed or could not be queued: the framing is broken, close. */
@@ -231,9 +338,12 @@ void corio__hs_file_next(conn *c) {
   c->file_left -= (uint64_t)got;
   w->c = c;
   w->len = (size_t)got;
+  w->ref = LUA_NOREF;
+  w->ref_len = 0;
+  c->srv->copied += w->len;
   uv_buf_t b = uv_buf_init(w->data, (unsigned)got);
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
-    free(w);
+    wreq_free(c->srv, w);
     file_fail(c);
     return;
   }
@@ -303,6 +413,7 @@ void corio__hs_finish_response(lua_State *L, conn *c) {
   if (c->task) {
     corio__unlisten(&c->task_done);
     c->task = NULL;
+    corio__hs_request_over(c);
   }
   if (c->state == ST_CLOSED) {
     corio__hs_conn_free_if_done(c);
@@ -347,12 +458,17 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(st);
     c->reading = 0;
     if (nread != UV_EOF) { /* reset: only this connection pays */
+      corio__hs_client_gone(c);
       corio__hs_conn_close(c);
       return;
     }
     c->eof = 1;
     switch (c->state) {
-    case ST_HANDLING: break; /* half-closed after its request: it still gets its answer */
+    case ST_HANDLING:
+      /* Half-closed after its request: it still gets its answer, but the handler can learn
+       * that the client has stopped sending (most clients that do this have left). */
+      corio__hs_client_gone(c);
+      break;
     case ST_LINGER:
       if (c->writes == 0) corio__hs_conn_close(c);
       break;
@@ -431,12 +547,6 @@ void corio__hs_on_connection(uv_stream_t *ls, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  if (s->nconns > s->max_conns) {
-    /* Past the limit: a polite 503 and a close, rather than a silent backlog. */
-    corio__hs_send_error(c, 503);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
@@ -445,6 +555,20 @@ void corio__hs_on_connection(uv_stream_t *ls, int status) {
     else
       uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
   }
+  if (s->nconns > s->max_conns) {
+    /* Past the limit: a 503 if the socket takes it at once, and a close now. No linger and
+     * no timer: the descriptor is released in this callback, so open descriptors stay at
+     * max_connections plus the ones closing in this loop turn, whatever the clients do. */
+    static char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+                         "charset=utf-8\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+                         "Service Unavailable\n";
+    uv_buf_t b = uv_buf_init(busy, sizeof busy - 1);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    corio__hs_refuse(c, 503, n > 0 ? 20 : 0);
+    corio__hs_conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
   corio__hs_parse_init(c);
   arm(c, T_HEADER, s->header_timeout);
   if (c->state != ST_CLOSED) read_start(c);

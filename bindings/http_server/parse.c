@@ -30,6 +30,7 @@ static int reject(conn *c, int status) {
 }
 
 static int append(conn *c, const char *at, size_t n) {
+  if (n == 0) return 0; /* an empty span ("CONNECT \r\n"): c->buf may still be NULL */
   if (c->len + n > c->srv->max_header) return reject(c, 431);
   if (grow(&c->buf, &c->cap, c->len + n)) return reject(c, HS_NOMEM);
   memcpy(c->buf + c->len, at, n);
@@ -47,9 +48,28 @@ static int on_message_begin(llhttp_t *p) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   conn *c = pconn(p);
+  if (!c->in_line) {
+    c->in_line = 1;
+    c->line_from = at;
+  }
   if (c->url_len + n > c->srv->max_url) return reject(c, 414);
   c->url_len += (uint32_t)n;
   return append(c, at, n);
+}
+
+/* A request line without a version is HTTP/0.9 ("GET /\r\n"): llhttp (strict) waits for
+ * more bytes after its line end, and the client would hold the connection until the header
+ * deadline. Nobody speaks 0.9 any more: a line end before the version is answered 400 at
+ * once (corio__hs_parse looks for it; this callback catches what llhttp reports itself). */
+static int on_url_complete(llhttp_t *p) {
+  conn *c = pconn(p);
+  if (p->http_major == 0 && p->http_minor == 9) return reject(c, 400);
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  pconn(p)->in_line = 0;
+  return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
@@ -179,6 +199,8 @@ static int on_message_complete(llhttp_t *p) {
 static const llhttp_settings_t SETTINGS = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
+  .on_url_complete = on_url_complete,
+  .on_version_complete = on_version_complete,
   .on_header_field = on_header_field,
   .on_header_value = on_header_value,
   .on_header_value_complete = on_header_value_complete,
@@ -204,6 +226,7 @@ void corio__hs_reset(conn *c) {
   c->body_len = 0;
   c->err_status = 0;
   c->got_bytes = 0;
+  c->in_line = 0;
   c->is_head = 0;
   c->streaming = 0;
   /* do not let one big request pin its buffers on an idle connection */
@@ -229,6 +252,14 @@ int corio__hs_parse(conn *c, const char *data, size_t n, size_t *used) {
   llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
   note_tail(c, data, n);
   if (err == HPE_OK) {
+    if (c->in_line) { /* HTTP/0.9: a line end in the request line, before any version */
+      const char *q = c->line_from >= data && c->line_from < data + n ? c->line_from : data;
+      if (memchr(q, '\n', (size_t)(data + n - q)) || memchr(q, '\r', (size_t)(data + n - q))) {
+        c->err_status = 400;
+        return HS_REJECT;
+      }
+      c->line_from = NULL; /* the next read scans from its start (the buffer is reused) */
+    }
     if (c->state == ST_HEAD && c->got_bytes) {
       /* The head is still incomplete: every byte of this chunk belonged to it. This also
        * catches bytes no callback reports (whitespace, an endless request line). */
@@ -256,13 +287,33 @@ int corio__hs_parse(conn *c, const char *data, size_t n, size_t *used) {
   return HS_REJECT;
 }
 
+/* The origin-form part of an absolute-form target ("http://host:80/p?q" -> "/p?q"; "/" when
+ * the authority has no path). RFC 9112 3.2.2: a server must accept the absolute form; the
+ * Host header is still required and checked as for any HTTP/1.1 request. */
+static size_t origin_form(const char *t, size_t n, size_t *skip) {
+  *skip = 0;
+  size_t k = 0;
+  if (n >= 7 && strncasecmp(t, "http://", 7) == 0) k = 7;
+  else if (n >= 8 && strncasecmp(t, "https://", 8) == 0) k = 8;
+  else return n;
+  while (k < n && t[k] != '/' && t[k] != '?') k++;
+  *skip = k;
+  return n - k;
+}
+
 /* Push the request of c: conn, method, target, headers, body, http11, remote.
  * headers is a flat list {name1, value1, name2, value2, ...} with lowercased names. */
 void corio__hs_push_request(lua_State *L, conn *c) {
   luaL_checkstack(L, 10, NULL);
   lua_pushlightuserdata(L, c);
   lua_pushstring(L, llhttp_method_name((llhttp_method_t)c->parser.method));
-  lua_pushlstring(L, c->buf, c->url_len);
+  size_t skip, tl = origin_form(c->buf, c->url_len, &skip);
+  if (tl == 0) lua_pushliteral(L, "/");
+  else if (c->buf[skip] == '?') { /* "http://h?q": the path is "/" */
+    lua_pushliteral(L, "/");
+    lua_pushlstring(L, c->buf + skip, tl);
+    lua_concat(L, 2);
+  } else lua_pushlstring(L, c->buf + skip, tl);
   lua_createtable(L, c->nhdr * 2, 0);
   for (int i = 0; i < c->nhdr; i++) {
     header *h = &c->hdrs[i];

@@ -42,6 +42,7 @@ void corio__hs_send_error(conn *c, int status) {
                    "Content-Length: %zu\r\nDate: %s\r\nConnection: close\r\n\r\n%s\n",
                    status, r, strlen(r) + 1, http_date(c->srv), r);
   uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+  corio__hs_refuse(c, status, strlen(r) + 1);
   c->close_after = 1;
   corio__hs_conn_write(c, &b, 1);
   corio__hs_begin_close(c);
@@ -106,6 +107,10 @@ static void check_headers(lua_State *L, int idx) {
   }
 }
 
+static int no_body_status(int status) {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
 /* Build the status line and headers into the scratch buffer.
  * length: the Content-Length to announce, or -1 for chunked (-2: none at all). */
 static size_t build_head(lua_State *L, conn *c, int status, const char *ctype, int hidx,
@@ -121,7 +126,7 @@ static size_t build_head(lua_State *L, conn *c, int status, const char *ctype, i
     n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, reason(status));
     put(&o, line, (size_t)n);
   }
-  if (ctype) {
+  if (ctype && !no_body_status(status)) { /* a 204 or 304 has no content to type */
     puts_(&o, "Content-Type: ");
     puts_(&o, ctype);
     puts_(&o, "\r\n");
@@ -179,13 +184,10 @@ static conn *check_conn(lua_State *L) {
   return lua_touserdata(L, 1);
 }
 
-static int no_body_status(int status) {
-  return (status >= 100 && status < 200) || status == 204 || status == 304;
-}
-
-/* _http_server.respond(conn, status, body, content_type, headers)
- * Writes the whole response (head and body in one writev) and moves the connection on to
- * its next request. headers: a flat list {name, value, ...} or nil. */
+/* _http_server.respond(conn, status, body, content_type, headers) -> body bytes sent
+ * Writes the whole response (head and body in one writev; a big body is queued by reference,
+ * not copied) and moves the connection on to its next request. headers: a flat list
+ * {name, value, ...} or nil. */
 static int l_respond(lua_State *L) {
   conn *c = check_conn(L);
   int status = (int)luaL_checkinteger(L, 2);
@@ -196,7 +198,8 @@ static int l_respond(lua_State *L) {
   check_headers(L, 5);
   if (c->state == ST_CLOSED || c->state == ST_LINGER || !c->task) {
     if (c->task) corio__hs_finish_response(L, c);
-    return 0;
+    lua_pushinteger(L, 0);
+    return 1;
   }
   int nobody = no_body_status(status);
   size_t hl = build_head(L, c, status, ctype, 5, nobody ? -2 : (long long)blen);
@@ -209,20 +212,22 @@ static int l_respond(lua_State *L) {
   } else {
     uv_buf_t b[2] = {uv_buf_init(c->srv->scratch, (unsigned)hl),
                      uv_buf_init((char *)body, (unsigned)blen)};
-    corio__hs_conn_write(c, b, 2);
+    corio__hs_conn_write_ref(L, c, b, 2, 1, 3);
   }
   corio__hs_finish_response(L, c);
-  return 0;
+  lua_pushinteger(L, (lua_Integer)blen);
+  return 1;
 }
 
-/* _http_server.abort_request(conn): the handler ended without a response (it was cancelled):
- * close the connection. */
+/* _http_server.abort_request(conn) -> body bytes sent: the handler ended without a complete
+ * response (it was cancelled, or its stream failed): close the connection. */
 static int l_abort_request(lua_State *L) {
   conn *c = check_conn(L);
-  if (!c->task) return 0;
+  lua_pushinteger(L, c->task && c->streaming ? (lua_Integer)c->body_sent : 0);
+  if (!c->task) return 1;
   if (c->state != ST_CLOSED) corio__hs_conn_close(c);
   corio__hs_finish_response(L, c);
-  return 0;
+  return 1;
 }
 
 /* _http_server.stream_start(conn, status, content_type, headers) -> true | nil, msg
@@ -242,11 +247,13 @@ static int l_stream_start(lua_State *L) {
   uv_buf_t b = uv_buf_init(c->srv->scratch, (unsigned)hl);
   corio__hs_conn_write(c, &b, 1);
   c->streaming = 1;
+  c->body_sent = 0;
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* _http_server.stream_write(conn, data) -> queued bytes | nil, msg */
+/* _http_server.stream_write(conn, data) -> whether the writer should wait (stream_drain)
+ *   | nil, msg (the client is gone). The data is queued by reference, not copied. */
 static int l_stream_write(lua_State *L) {
   conn *c = check_conn(L);
   size_t n;
@@ -261,31 +268,68 @@ static int l_stream_write(lua_State *L) {
     int sl = snprintf(size, sizeof size, "%zx\r\n", n);
     uv_buf_t b[3] = {uv_buf_init(size, (unsigned)sl), uv_buf_init((char *)data, (unsigned)n),
                      uv_buf_init("\r\n", 2)};
-    if (c->minor) corio__hs_conn_write(c, b, 3);
-    else corio__hs_conn_write(c, b + 1, 1);
+    if (c->minor) corio__hs_conn_write_ref(L, c, b, 3, 1, 2);
+    else corio__hs_conn_write_ref(L, c, b + 1, 1, 0, 2);
+    c->body_sent += n;
   }
   if (c->state == ST_CLOSED) {
     lua_pushnil(L);
     lua_pushliteral(L, "stream: the client is gone");
     return 2;
   }
-  lua_pushinteger(L, (lua_Integer)c->tcp.write_queue_size);
+  lua_pushboolean(L, c->tcp.write_queue_size > c->srv->out_hwm);
   return 1;
 }
 
-/* _http_server.stream_end(conn) */
+static int stream_drain_k(lua_State *L, int status, lua_KContext ctx) {
+  conn *c = (conn *)ctx;
+  (void)status;
+  /* the task owns c's request: the record is alive */
+  if (c->drain.status < 0 || c->state == ST_CLOSED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "stream: the client is gone");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _http_server.stream_drain(conn) -> true | nil, msg  [suspends]
+ * Waits until half of the connection's high-water mark is written out (or the client goes). */
+static int l_stream_drain(lua_State *L) {
+  conn *c = check_conn(L);
+  if (!c->task || c->state == ST_CLOSED || c->state == ST_LINGER) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "stream: the client is gone");
+    return 2;
+  }
+  if (c->tcp.write_queue_size <= c->srv->out_hwm / 2) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  corio__check_suspend(L, "stream write");
+  c->drain.status = 0;
+  return corio__waiter_await(L, &c->drain, "stream write", stream_drain_k, (lua_KContext)c);
+}
+
+/* _http_server.stream_end(conn) -> body bytes sent */
 static int l_stream_end(lua_State *L) {
   conn *c = check_conn(L);
-  if (!c->task) return 0;
+  if (!c->task) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  uint64_t sent = c->streaming ? c->body_sent : 0;
   if (c->streaming && c->minor && !c->is_head && c->state != ST_CLOSED) {
     uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
     corio__hs_conn_write(c, &b, 1);
   }
   corio__hs_finish_response(L, c);
-  return 0;
+  lua_pushinteger(L, (lua_Integer)sent);
+  return 1;
 }
 
-/* _http_server.sendfile(conn, status, content_type, headers, path) -> true | nil, msg, code
+/* _http_server.sendfile(conn, status, content_type, headers, path) -> body bytes | nil, msg, code
  * Sends a regular file in chunks, never holding more than one chunk in memory. */
 static int l_sendfile(lua_State *L) {
   conn *c = check_conn(L);
@@ -303,10 +347,11 @@ static int l_sendfile(lua_State *L) {
   if (!c->task || c->state == ST_CLOSED || c->state == ST_LINGER) {
     close(fd);
     if (c->task) corio__hs_finish_response(L, c);
-    lua_pushboolean(L, 1);
+    lua_pushinteger(L, 0);
     return 1;
   }
   size_t hl = build_head(L, c, status, ctype, 4, (long long)st.st_size);
+  int is_head = c->is_head;
   uv_buf_t b = uv_buf_init(c->srv->scratch, (unsigned)hl);
   corio__hs_conn_write(c, &b, 1);
   if (c->is_head || st.st_size == 0 || c->state == ST_CLOSED) {
@@ -317,7 +362,7 @@ static int l_sendfile(lua_State *L) {
     c->file_left = (uint64_t)st.st_size;
     if (c->writes == 0) corio__hs_file_next(c);  /* else write_cb goes on once the head is out */
   }
-  lua_pushboolean(L, 1);
+  lua_pushinteger(L, is_head ? 0 : (lua_Integer)st.st_size);
   return 1;
 }
 
@@ -326,6 +371,7 @@ const luaL_Reg corio__hs_respond_funcs[] = {
   {"abort_request", l_abort_request},
   {"stream_start", l_stream_start},
   {"stream_write", l_stream_write},
+  {"stream_drain", l_stream_drain},
   {"stream_end", l_stream_end},
   {"sendfile", l_sendfile},
   {NULL, NULL}

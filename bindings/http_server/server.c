@@ -25,6 +25,7 @@ static void task_done_fire(corio_runtime *rt, corio_listener *l, corio_task *don
   (void)rt;
   (void)done;
   c->task = NULL;
+  corio__hs_request_over(c);
   corio__hs_conn_close(c);
   corio__hs_conn_free_if_done(c);
 }
@@ -44,6 +45,18 @@ struct idle_slot {
   conn *c; /* the request handed over, or NULL: no more requests */
 };
 
+static int dispatch_protected(lua_State *L) {
+  conn *c = lua_touserdata(L, 1);
+  server *s = c->srv;
+  luaL_checkstack(L, 12, NULL);
+  corio__push_anchor(L, s->dispatch_ref);
+  int fidx = lua_gettop(L);
+  corio__push_anchor(L, s->self_ref);
+  corio__hs_push_request(L, c);
+  own(c, corio__spawn(L, fidx, 8));
+  return 0;
+}
+
 /* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
  * running worker(server, conn, method, target, headers, body, http11, remote). The request
  * stays in c's buffers until it is answered, so a woken task reads it from there. */
@@ -51,22 +64,46 @@ void corio__hs_dispatch(lua_State *L, conn *c) {
   server *s = c->srv;
   if (s->nidle > 0) {
     idle_slot *slot = s->idle[--s->nidle];
+    if (s->nidle < s->idle_min) s->idle_min = s->nidle;
     slot->c = c;
     own(c, slot->w.task);
     corio__waiter_wake(s->rt, &slot->w, 0);
     return;
   }
-  luaL_checkstack(L, 12, NULL);
-  corio__push_anchor(L, s->dispatch_ref);
-  int fidx = lua_gettop(L);
-  corio__push_anchor(L, s->self_ref);
-  corio__hs_push_request(L, c);
-  own(c, corio__spawn(L, fidx, 8));
-  lua_settop(L, fidx - 1);
+  /* Building the request and its task allocates Lua memory, and this runs in a libuv
+   * callback where no protected call is on the stack: a memory error must cost this request
+   * (503 and close), not panic the state. */
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, dispatch_protected);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_settop(L, top);
+    if (!c->task) corio__hs_send_error(c, 503);
+  }
+}
+
+/* Every POOL_SWEEP_SECONDS, the idle tasks that were never needed since the last sweep (the
+ * fewest idle seen) end, oldest first: after a burst the pool shrinks back. One timer per
+ * server, armed only while tasks are idle: a request costs no timer operation. */
+static void sweep_fire(corio_runtime *rt, corio_timer *t) {
+  server *s = container_of(t, server, sweep);
+  int excess = s->idle_min < s->nidle ? s->idle_min : s->nidle;
+  for (int i = 0; i < excess; i++) {
+    idle_slot *slot = s->idle[i];
+    slot->c = NULL;
+    corio__waiter_wake(rt, &slot->w, 0);
+  }
+  if (excess > 0) {
+    memmove(s->idle, s->idle + excess, sizeof *s->idle * (size_t)(s->nidle - excess));
+    s->nidle -= excess;
+  }
+  s->idle_min = s->nidle;
+  if (s->nidle > 0 && s->listening) corio__timer_start(rt, &s->sweep, POOL_SWEEP_SECONDS);
 }
 
 /* Let every idle handler task end: no request will come any more. */
 static void release_idle(server *s) {
+  corio__timer_stop(s->rt, &s->sweep);
   while (s->nidle > 0) {
     idle_slot *slot = s->idle[--s->nidle];
     slot->c = NULL;
@@ -117,6 +154,10 @@ static int l_next_request(lua_State *L) {
   idle_slot *slot = lua_newuserdatauv(L, sizeof *slot, 0);
   *slot = (idle_slot){.w = {.on_cancel = next_request_cancel}, .s = s};
   s->idle[s->nidle++] = slot;
+  if (s->sweep.index < 0) {
+    s->idle_min = s->nidle;
+    corio__timer_start(s->rt, &s->sweep, POOL_SWEEP_SECONDS); /* no heap room: no sweep */
+  }
   return corio__waiter_await(L, &slot->w, "next request", next_request_k, 2);
 }
 
@@ -126,6 +167,7 @@ static int l_next_request(lua_State *L) {
  * its userdata stays anchored until then, so a server nobody references keeps serving. */
 void corio__hs_server_maybe_free(server *s) {
   if (!s->listener_closed || s->nconns > 0) return;
+  corio__timer_stop(s->rt, &s->sweep);
   corio__hs_release_refs(s);
   free(s->idle);
   free(s->scratch);
@@ -200,6 +242,13 @@ static int l_listen(lua_State *L) {
   double body_timeout = opt_num(L, 1, "body_timeout", 30);
   double idle_timeout = opt_num(L, 1, "idle_timeout", 75);
   double write_timeout = opt_num(L, 1, "write_timeout", 60);
+  lua_getfield(L, 1, "max_output_buffer");
+  size_t out_hwm = lua_isnil(L, -1) ? OUT_HWM_DEFAULT : (size_t)luaL_checkinteger(L, -1);
+  lua_getfield(L, 1, "cancel_on_disconnect");
+  int cancel_on_disconnect = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "log_refusals");
+  int log_refusals = lua_toboolean(L, -1);
+  lua_pop(L, 3);
 
   corio_box *b = corio__box_new(L, SERVER);
   int bidx = lua_gettop(L);
@@ -215,6 +264,11 @@ static int l_listen(lua_State *L) {
   s->body_timeout = body_timeout;
   s->idle_timeout = idle_timeout;
   s->write_timeout = write_timeout;
+  s->out_hwm = out_hwm;
+  s->cancel_on_disconnect = cancel_on_disconnect;
+  s->log_refusals = log_refusals;
+  s->sweep.index = -1;
+  s->sweep.fire = sweep_fire;
   s->self_ref = s->dispatch_ref = LUA_NOREF;
 
   r = uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
@@ -264,6 +318,7 @@ static int server_close(lua_State *L) {
   if (!s || !s->listening) return 0;
   s->listening = 0;
   release_idle(s);
+  corio__waiter_wake(s->rt, &s->refusal_w, 0);
   corio__box_close(&s->base);
   for (conn *c = s->conns, *next; c; c = next) {
     next = c->next;
@@ -277,6 +332,7 @@ static int server_close(lua_State *L) {
 /* Close every connection now and cancel the handlers still running. */
 static void abort_all(lua_State *L, server *s, int cancel) {
   release_idle(s);
+  if (cancel) corio__waiter_wake(s->rt, &s->refusal_w, 0);
   if (s->listening) {
     s->listening = 0;
     corio__box_close(&s->base);
@@ -297,7 +353,9 @@ static int server_abort(lua_State *L) {
   return 0;
 }
 
-/* server:connections() -> open connections, of which busy (a request in progress) */
+/* server:connections() -> open connections, of which busy (a request in progress), and the
+ * connection records still alive (closed ones whose queued writes libuv has not yet released:
+ * a write may hold a response string until then) */
 static int server_connections(lua_State *L) {
   server *s = to_server(L);
   int n = 0, busy = 0;
@@ -309,7 +367,129 @@ static int server_connections(lua_State *L) {
   }
   lua_pushinteger(L, n);
   lua_pushinteger(L, busy);
-  return 2;
+  lua_pushinteger(L, s ? s->nconns : 0);
+  return 3;
+}
+
+/* server:stats() -> {connections=, busy=, buffered= (bytes copied into queued writes),
+ *   pinned= (bytes of response strings queued without a copy), refused=, idle_tasks=,
+ *   max_output_buffer=} */
+static int server_stats(lua_State *L) {
+  server *s = to_server(L);
+  lua_createtable(L, 0, 8);
+  if (!s) return 1;
+  int n = 0, busy = 0;
+  for (conn *c = s->conns; c; c = c->next) {
+    n++;
+    busy += c->task != NULL || c->writes > 0 || (c->state != ST_HEAD) || c->got_bytes;
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, busy);
+  lua_setfield(L, -2, "busy");
+  lua_pushinteger(L, (lua_Integer)s->copied);
+  lua_setfield(L, -2, "buffered");
+  lua_pushinteger(L, (lua_Integer)s->pinned);
+  lua_setfield(L, -2, "pinned");
+  lua_pushinteger(L, (lua_Integer)s->refused_total);
+  lua_setfield(L, -2, "refused");
+  lua_pushinteger(L, s->nidle);
+  lua_setfield(L, -2, "idle_tasks");
+  lua_pushinteger(L, (lua_Integer)s->out_hwm);
+  lua_setfield(L, -2, "max_output_buffer");
+  return 1;
+}
+
+/* ---- refusals, for the access log -------------------------------------------------------- */
+
+static void push_refusal(lua_State *L, server *s) {
+  refusal *r = &s->refusals[s->nref_head];
+  s->nref_head = (s->nref_head + 1) % REFUSALS;
+  s->nref--;
+  lua_pushinteger(L, r->status);
+  lua_pushstring(L, r->line);
+  lua_pushstring(L, r->remote);
+  lua_pushinteger(L, (lua_Integer)r->bytes);
+  lua_pushboolean(L, r->minor);
+}
+
+static int next_refusal_k(lua_State *L, int status, lua_KContext ctx) {
+  server *s = to_server(L); /* the record may be gone by now: ask the box */
+  (void)status;
+  (void)ctx;
+  if (!s || s->nref == 0) return 0; /* the server closed */
+  push_refusal(L, s);
+  return 5;
+}
+
+/* _http_server.next_refusal(server) -> status, "METHOD target" | "", remote, bytes, http11
+ *   | nothing once the server is closed  [suspends]
+ * The requests the server answered itself (400, 408, 413, 414, 431, 503...), for the access
+ * logger task (listen{log_refusals = true}). */
+static int l_next_refusal(lua_State *L) {
+  server *s = to_server(L);
+  if (!s) return 0;
+  if (s->nref > 0) {
+    push_refusal(L, s);
+    return 5;
+  }
+  if (!s->listening) return 0;
+  corio__check_suspend(L, "next refusal");
+  /* close and abort wake this wait before the record can go */
+  lua_settop(L, 1);
+  return corio__waiter_await(L, &s->refusal_w, "next refusal", next_refusal_k, 0);
+}
+
+/* ---- request.disconnected ---------------------------------------------------------------- */
+
+static void gone_cancel(lua_State *L, corio_waiter *w) {
+  gone_slot *g = container_of(w, gone_slot, w);
+  (void)L;
+  if (g->c) g->c->gone = NULL;
+  g->c = NULL;
+}
+
+/* _http_server.watch_disconnect(conn) -> slot: registers now, while the request is live, a
+ * slot that learns whether the client left before the request ended. */
+static int l_watch_disconnect(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  conn *c = lua_touserdata(L, 1);
+  gone_slot *g = lua_newuserdatauv(L, sizeof *g, 0);
+  *g = (gone_slot){.w = {.on_cancel = gone_cancel}};
+  if (!c->task || c->gone) { /* over already, or watched already (one watcher a request) */
+    g->fired = 1;
+    g->gone = c->task ? 0 : 1;
+    return 1;
+  }
+  if (c->client_gone || c->state == ST_CLOSED) {
+    g->fired = 1;
+    g->gone = 1;
+    return 1;
+  }
+  g->c = c;
+  c->gone = g;
+  return 1;
+}
+
+static int wait_disconnect_k(lua_State *L, int status, lua_KContext ctx) {
+  gone_slot *g = lua_touserdata(L, (int)ctx);
+  (void)status;
+  lua_pushboolean(L, g->gone);
+  return 1;
+}
+
+/* _http_server.wait_disconnect(slot) -> true (the client left) | false (the request ended
+ * first)  [suspends] */
+static int l_wait_disconnect(lua_State *L) {
+  gone_slot *g = lua_touserdata(L, 1);
+  luaL_argcheck(L, g != NULL, 1, "a disconnect slot");
+  if (g->fired) {
+    lua_pushboolean(L, g->gone);
+    return 1;
+  }
+  corio__check_suspend(L, "request.disconnected");
+  lua_settop(L, 1);
+  return corio__waiter_await(L, &g->w, "request.disconnected", wait_disconnect_k, 1);
 }
 
 static int server_gc(lua_State *L) {
@@ -351,6 +531,7 @@ static const luaL_Reg server_methods[] = {
   {"close", server_close},
   {"abort", server_abort},
   {"connections", server_connections},
+  {"stats", server_stats},
   {NULL, NULL}
 };
 
@@ -362,6 +543,9 @@ static const luaL_Reg server_meta[] = {
 static const luaL_Reg funcs[] = {
   {"listen", l_listen},
   {"next_request", l_next_request},
+  {"next_refusal", l_next_refusal},
+  {"watch_disconnect", l_watch_disconnect},
+  {"wait_disconnect", l_wait_disconnect},
   {"realpath", l_realpath},
   {"stat", l_stat},
   {NULL, NULL}

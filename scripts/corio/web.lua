@@ -2,7 +2,8 @@
 -- response serialisation are C ("corio._http_server"); this module is the policy: the
 -- Application (routing with {name} parts, middleware), Request helpers, Response / json /
 -- HTTPError / StreamResponse, static files, the access log and run_app (signals, workers).
--- Exports: Application, Response, StreamResponse, json, HTTPError, run_app, status_text.
+-- Exports: Application, Response, StreamResponse, json, HTTPError, ClientGone, sse, run_app,
+-- status_text.
 local corio = require "corio"
 local C = require "corio._http_server"
 local json = require "corio.json"
@@ -13,6 +14,7 @@ M.json_codec = json
 
 local respond, sendfile, abort_request = C.respond, C.sendfile, C.abort_request
 local stream_start, stream_write, stream_end = C.stream_start, C.stream_write, C.stream_end
+local stream_drain = C.stream_drain
 local type, setmetatable, getmetatable, pairs, ipairs, error, tostring, tonumber, select =
   type, setmetatable, getmetatable, pairs, ipairs, error, tostring, tonumber, select
 local xpcall, traceback = xpcall, debug.traceback
@@ -45,6 +47,13 @@ function M.HTTPError(status, message, headers)
                        headers = headers}, HTTPError)
 end
 M.is_http_error = HTTPError.is
+
+-- web.ClientGone: raised by a stream write (StreamResponse:write, the send of web.sse) when
+-- the client has gone away, so that a loop that writes forever ends. The dispatcher closes
+-- the connection and logs nothing: a client that leaves is not a server error.
+local ClientGone = errors.class("corio.web.ClientGone", "the client is gone")
+M.ClientGone = ClientGone
+M.is_client_gone = ClientGone.is
 
 -- ---- responses -------------------------------------------------------------------------
 
@@ -109,23 +118,73 @@ function StreamResponse:prepare(request)
   if self._conn then return true end
   local conn = request._conn
   local ok, err = stream_start(conn, self.status, self.content_type, flat_headers(self.headers))
-  if not ok then return nil, err end
+  if not ok then error(ClientGone.new(err), 2) end
   self._conn = conn
   request._answered = true
+  request._stream_status = self.status
   return true
 end
 
--- resp:write(data) -> true | nil, msg. Waits while much is queued for a slow client.
+-- resp:write(data) -> true; raises web.ClientGone once the client has gone. The data is
+-- queued without a copy; above the connection's high-water mark (listen's max_output_buffer)
+-- the writer is suspended until the client has read half of it.  [may suspend]
 function StreamResponse:write(data)
   if not self._conn then error("StreamResponse: call prepare(request) before write", 2) end
-  local queued, err = stream_write(self._conn, data)
-  if not queued then return nil, err end
-  while queued > 1024 * 1024 do
-    corio.sleep(0.01)
-    queued, err = stream_write(self._conn, "")
-    if not queued then return nil, err end
+  if type(data) ~= "string" then data = tostring(data) end
+  local wait, err = stream_write(self._conn, data)
+  if wait == nil then error(ClientGone.new(err), 2) end
+  if wait then
+    local ok, derr = stream_drain(self._conn)
+    if not ok then error(ClientGone.new(derr), 2) end
   end
   return true
+end
+
+-- web.sse(request, function(send) ... end[, {keepalive = 15, headers = {}}]) -> response
+-- Server-sent events: send(data[, {event =, id =, retry =}]) writes one event (each line of
+-- data as a data: field) and flushes it; a comment line keeps idle connections open every
+-- `keepalive` seconds. When the client leaves, send raises web.ClientGone and sse returns:
+-- return its result from the handler.
+function M.sse(request, fn, opts)
+  opts = opts or {}
+  local headers = {["Cache-Control"] = "no-cache", ["X-Accel-Buffering"] = "no"}
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
+  local resp = M.StreamResponse{content_type = "text/event-stream; charset=utf-8",
+                                headers = headers}
+  resp:prepare(request)
+  local gone = false
+  local lock = corio.Lock()  -- the keepalive and the events take turns on the stream
+  local function write(chunk)
+    lock:acquire()
+    local ok, err = pcall(resp.write, resp, chunk)
+    lock:release()
+    if not ok then gone = true; error(err, 0) end
+  end
+  local function send(data, ev)
+    if gone then error(ClientGone.new("the client is gone"), 2) end
+    local parts = {}
+    if ev then
+      if ev.event then parts[#parts + 1] = "event: " .. ev.event .. "\n" end
+      if ev.id then parts[#parts + 1] = "id: " .. tostring(ev.id) .. "\n" end
+      if ev.retry then parts[#parts + 1] = "retry: " .. tostring(ev.retry) .. "\n" end
+    end
+    for line in (tostring(data) .. "\n"):gmatch("([^\n]*)\n") do
+      parts[#parts + 1] = "data: " .. line:gsub("\r", "") .. "\n"
+    end
+    parts[#parts + 1] = "\n"
+    write(concat(parts))
+  end
+  local keepalive = opts.keepalive == nil and 15 or opts.keepalive
+  local ka = keepalive and keepalive > 0 and corio.spawn(function()
+    while not gone do
+      corio.sleep(keepalive)
+      if not pcall(write, ": keepalive\n\n") then return end
+    end
+  end)
+  local ok, err = pcall(fn, send)
+  if ka then ka:cancel() end
+  if not ok and not ClientGone.is(err) then error(err, 0) end
+  return resp
 end
 
 -- ---- requests ----------------------------------------------------------------------------
@@ -211,6 +270,17 @@ function lazy.query_string(r)
   return q and sub(r.target, q + 1) or ""
 end
 function lazy.params() return {} end
+-- request.disconnected: a corio.Event set when the client goes away (a reset, a failed write,
+-- or its end of the connection closed) while this request is in progress.
+function lazy.disconnected(r)
+  local ev = corio.Event()
+  local slot = C.watch_disconnect(r._conn)
+  local wait = C.wait_disconnect
+  corio.spawn(function()
+    if wait(slot) then ev:set() end
+  end)
+  return ev
+end
 function lazy.content_type(r)
   local ct = r.headers:get("content-type")
   return ct and lower(ct:match("^[^;]*"):match("^%s*(.-)%s*$")) or nil
@@ -486,25 +556,21 @@ M.to_response = to_response
 local function send(req, v)
   local conn = req._conn
   if type(v) == "string" then
-    respond(conn, 200, v, TEXT)
-    return 200, #v
+    return 200, respond(conn, 200, v, TEXT)
   end
   local mt = getmetatable(v)
   if mt == Response then
-    respond(conn, v.status, v.body, v.content_type, flat_headers(v.headers))
-    return v.status, #v.body
+    return v.status, respond(conn, v.status, v.body, v.content_type, flat_headers(v.headers))
   elseif mt == StreamResponse then
     if not v._conn then v:prepare(req) end
-    stream_end(conn)
-    return v.status, 0
+    return v.status, stream_end(conn)
   elseif mt == FileResponse then
     if v.status == 304 then
-      respond(conn, 304, "", nil, flat_headers(v.headers))
-      return 304, 0
+      return 304, respond(conn, 304, "", nil, flat_headers(v.headers))
     end
-    local ok, err = sendfile(conn, v.status, v.content_type, flat_headers(v.headers), v.path)
-    if not ok then error(err, 0) end
-    return v.status, 0
+    local sent, err = sendfile(conn, v.status, v.content_type, flat_headers(v.headers), v.path)
+    if not sent then error(err, 0) end
+    return v.status, sent
   end
   error(to_response(v), 0)  -- raises the "handler returned ..." message
 end
@@ -518,16 +584,21 @@ end
 
 local function send_error(req, status, message, headers)
   local body = (message or M.status_text(status)) .. "\n"
-  respond(req._conn, status, body, TEXT, flat_headers(headers))
-  return status, #body
+  return status, respond(req._conn, status, body, TEXT, flat_headers(headers))
+end
+
+-- One line in the Common Log Format; size is the body bytes sent.
+local function log_line(opts, remote, request_line, status, size)
+  local fmt_date = os.date("!%d/%b/%Y:%H:%M:%S +0000")
+  local line = format('%s - - [%s] "%s" %d %d', remote ~= "" and remote or "-", fmt_date,
+                      request_line, status, size or 0)
+  local out = opts.access_log
+  if type(out) == "function" then out(line) else io.stdout:write(line, "\n") end
 end
 
 local function access_log(opts, req, status, size)
-  local fmt_date = os.date("!%d/%b/%Y:%H:%M:%S +0000")
-  local line = format('%s - - [%s] "%s %s HTTP/1.%d" %d %d', req.remote, fmt_date, req.method,
-                      req.target, req.http11 and 1 or 0, status, size or 0)
-  local out = opts.access_log
-  if type(out) == "function" then out(line) else io.stdout:write(line, "\n") end
+  log_line(opts, req.remote, format("%s %s HTTP/1.%d", req.method, req.target,
+                                    req.http11 and 1 or 0), status, size)
 end
 
 -- Called by the C side in a new task for every request.
@@ -595,9 +666,10 @@ local function make_dispatcher(app, opts)
         error(e, 0)
       elseif req._answered then
         -- a stream already under way: no other status can be sent, the connection is cut
-        if getmetatable(e) ~= HTTPError then log_error(opts, req, e) end
-        abort_request(conn)
-        status = getmetatable(e) == HTTPError and e.status or 500
+        local mt = getmetatable(e)
+        if mt ~= HTTPError and mt ~= ClientGone then log_error(opts, req, e) end
+        status = mt == HTTPError and e.status or mt == ClientGone and req._stream_status or 500
+        size = abort_request(conn)
       elseif getmetatable(e) == HTTPError then
         status, size = send_error(req, e.status, e.message, e.headers)
       elseif is_timeout(e) then
@@ -615,7 +687,7 @@ end
 
 local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_connections",
                     "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "backlog",
-                    "reuseport"}
+                    "reuseport", "max_output_buffer", "cancel_on_disconnect"}
 
 -- app:listen{host = "127.0.0.1", port = 8080, ...limits} -> server
 -- server.port, server:close() (stop accepting; idle connections close), server:abort(),
@@ -644,8 +716,22 @@ function Application:listen(opts)
       serve_one(conn, method, target, hdrs, body, http11, remote)
     end
   end
+  args.log_refusals = o.access_log and true or false
   local h, err, code = C.listen(args)
   if not h then return nil, err, code end
+  if args.log_refusals then
+    -- The requests the server refused itself (callbacks run no Lua: they are kept in C and
+    -- logged from here, as they come). The task ends when the server closes.
+    local next_refusal = C.next_refusal
+    corio.spawn(function()
+      while true do
+        local status, line, remote, bytes, http11 = next_refusal(h)
+        if not status then return end
+        log_line(o, remote, line ~= "" and format("%s HTTP/1.%d", line, http11 and 1 or 0)
+                 or "-", status, bytes)
+      end
+    end)
+  end
   return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1"}, Server)
 end
 
@@ -653,19 +739,28 @@ function Server:close() self._h:close() end
 function Server:abort() self._h:abort() end
 -- server:connections() -> open, busy
 function Server:connections() return self._h:connections() end
+-- server:stats() -> {connections=, busy=, buffered=, pinned=, refused=, idle_tasks=,
+--                    max_output_buffer=}: buffered counts the bytes the server copied into
+-- queued writes (heads, small bodies, file chunks), pinned the bytes of response strings
+-- queued without a copy.
+function Server:stats() return self._h:stats() end
 
 function Server:shutdown(grace)
   grace = grace or 10
   self._h:close()
   local deadline = corio.now() + grace
+  local clean = false
   while corio.now() < deadline do
     local n = self._h:connections()
-    if n == 0 then return true end
+    if n == 0 then clean = true; break end
     corio.sleep(0.02)
   end
-  self._h:abort()
-  corio.sleep(0)
-  return false
+  if not clean then self._h:abort() end
+  -- Closed connections release their queued writes (and the response strings they pin) in
+  -- libuv's close callbacks: wait for those too, so nothing the server held outlives this.
+  local limit = corio.now() + 1
+  repeat corio.sleep(0) until select(3, self._h:connections()) == 0 or corio.now() > limit
+  return clean
 end
 
 -- web.run_app(app, {host=, port=, workers=, grace=, print=}) serves until SIGINT/SIGTERM,
