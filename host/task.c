@@ -239,11 +239,14 @@ const char *corio__state_name(const corio_task *t) {
 }
 
 void corio__push_name(lua_State *L, int idx, corio_task *t) {
-  if (corio__push_extras(L, idx, 0) == LUA_TTABLE && lua_getfield(L, -1, "name") != LUA_TNIL) {
+  if (corio__push_extras(L, idx, 0) != LUA_TTABLE) {
+    lua_pop(L, 1); /* no extras: one value pushed, not two */
+  } else if (lua_getfield(L, -1, "name") != LUA_TNIL) {
     lua_remove(L, -2);
     return;
+  } else {
+    lua_pop(L, 2);
   }
-  lua_pop(L, 2);
   lua_pushfstring(L, (t->flags & CORIO_F_FUTURE) ? "Future-%I" : "Task-%I", (lua_Integer)t->id);
 }
 
