@@ -1,6 +1,8 @@
 /* Time: sleep, the monotonic clock, and deadlines that cancel a task (the mechanism of
  * corio.timeout). The timer heap itself is the host's (host/timers.c).
  * Lua module "corio._timer": sleep, now, _deadline. */
+#include <stdio.h>
+
 #include "binding.h"
 
 #define DEADLINE "corio.Deadline"
@@ -17,7 +19,16 @@ static void sleep_cancel(lua_State *L, corio_task *t, void *data) {
   corio__timer_stop(corio__rt(L), corio__task_timer(t));
 }
 
-static const corio_wait SLEEP_WAIT = {"sleep", sleep_cancel};
+/* "sleep 0.50 s": the seconds are still l_sleep's first argument on the suspended frame */
+static void sleep_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  (void)t;
+  (void)data;
+  char buf[32];
+  snprintf(buf, sizeof buf, "sleep %.2f s", (double)lua_tonumber(co, 1));
+  lua_pushstring(L, buf);
+}
+
+static const corio_wait SLEEP_WAIT = {"sleep", sleep_cancel, sleep_describe};
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   (void)L;

@@ -57,7 +57,7 @@ int corio__waiter_await(lua_State *L, corio_waiter *w, const char *op, lua_KFunc
   corio_runtime *rt = corio__rt(L);
   if (w->task) return luaL_error(L, "%s: another task is already waiting", op);
   /* The name shown by all_tasks() is the operation's: the wait record is per call site. */
-  static const corio_wait WAITER = {"wait", waiter_cancel};
+  static const corio_wait WAITER = {"wait", waiter_cancel, NULL};
   w->task = rt->current;
   w->status = 0;
   return corio__await_named(L, &WAITER, op, w, k, ctx);

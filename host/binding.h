@@ -72,10 +72,15 @@ void corio__timer_stop(corio_runtime *rt, corio_timer *t);                 /* id
  *
  * `name` shows in all_tasks(); `cancel` undoes the pending operation (stop a timer, leave a
  * wait list, close a handle) and must not run Lua. It is called at most once, before the task
- * is woken, with the `data` given to corio__await. */
+ * is woken, with the `data` given to corio__await.
+ * `describe` (optional) pushes onto L the wait reason corio.ps() shows ("sleep 0.50 s"). It
+ * runs only when someone asks, so a wait costs nothing more to arm: `co` is the suspended
+ * task's coroutine, whose current frame is the suspended C function's (its arguments are at
+ * 1..n). It must push exactly one string and may not raise except for memory errors. */
 struct corio_wait {
   const char *name;
   void (*cancel)(lua_State *L, corio_task *t, void *data);
+  void (*describe)(lua_State *L, corio_task *t, lua_State *co, void *data);
 };
 
 /* Raise unless the caller can suspend here; returns the task that will wait. Call it before

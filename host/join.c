@@ -62,7 +62,42 @@ static void join_cancel(lua_State *L, corio_task *t, void *data) {
   join_detach(data);
 }
 
-static const corio_wait JOIN_WAIT = {"wait", join_cancel};
+/* "gather 3/10 done": the list is still corio__join_wait's first argument on the suspended
+ * frame, so the count is taken only when asked */
+static void join_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  int done = 0, n = lua_type(co, 1) == LUA_TTABLE ? (int)lua_rawlen(co, 1) : 0;
+  (void)t;
+  (void)data;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(co, 1, i);
+    corio_task *x = corio__testtask(co, -1);
+    done += x && x->state == CORIO_DONE;
+    lua_pop(co, 1);
+  }
+  lua_pushfstring(L, "gather %d/%d done", done, n);
+}
+
+static const corio_wait JOIN_WAIT = {"wait", join_cancel, join_describe};
+
+int corio__join_push_pending(lua_State *L, corio_task *t) {
+  lua_State *co = t->co;
+  if (t->state != CORIO_WAITING || t->wait != &JOIN_WAIT || !co || lua_type(co, 1) != LUA_TTABLE ||
+      !lua_checkstack(co, 2))
+    return 0;
+  int n = (int)lua_rawlen(co, 1), k = 0;
+  lua_newtable(L);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(co, 1, i);
+    corio_task *x = corio__testtask(co, -1);
+    if (x && x->state != CORIO_DONE && x != t) {
+      lua_xmove(co, L, 1);
+      lua_rawseti(L, -2, ++k);
+    } else {
+      lua_pop(co, 1);
+    }
+  }
+  return 1;
+}
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   join *j = (join *)ctx;

@@ -1,15 +1,15 @@
 /* The corio.core Lua library (as Lua's lcorolib.c is to ldo.c): spawn, Future, current_task,
  * all_tasks, is_task, is_cancelled, is_timeout, Cancelled, Timeout, _wait, _collect,
- * _cancel_all, _stats, set_debug, and the Task methods. The scheduler is sched.c. */
+ * _cancel_all, _stats, _set_debug (corio.set_debug is corio.lua's), and the Task methods. The scheduler is sched.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "scheduler.h"
 
-/* task:await() -> results...  [suspends]  (raises the task's error) */
+/* task:await([reason]) -> results...  [suspends]  (raises the task's error) */
 static int task_await(lua_State *L) {
   corio_task *t = corio__totask(L, 1);
-  lua_settop(L, 1);
+  lua_settop(L, 2); /* a Future's wait reason (corio.waiters), shown by corio.ps */
   if (t->state == CORIO_DONE) return corio__push_outcome(L, 1, t);
   return corio__await_task(L, t);
 }
@@ -149,7 +149,7 @@ static int task_index(lua_State *L) {
     if (strcmp(k, "state") == 0) { lua_pushstring(L, corio__state_name(t)); return 1; }
     if (strcmp(k, "where") == 0) { corio__push_where(L, t); return 1; }
     if (strcmp(k, "age") == 0) {
-      lua_pushnumber(L, (double)uv_now(corio__rt(L)->loop) / 1e3 - t->created);
+      lua_pushnumber(L, (uint32_t)((uint32_t)uv_now(corio__rt(L)->loop) - t->created) / 1e3);
       return 1;
     }
     if (strcmp(k, "spawned_at") == 0) {
@@ -479,7 +479,7 @@ static const luaL_Reg core_funcs[] = {
   {"_main_uncancel", l_main_uncancel},
   {"_reraise", l_reraise},
   {"_stats", l_stats},
-  {"set_debug", l_set_debug},
+  {"_set_debug", l_set_debug},
   {"_set_eager_report", l_set_eager_report},
   {NULL, NULL}
 };
@@ -500,6 +500,7 @@ int corio__open_core(lua_State *L) {
   corio__set_task_metatables(L);
   lua_pop(L, 1);
   luaL_newlib(L, core_funcs);
+  corio__open_obs(L);
   corio__open_errors(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, -2);

@@ -29,6 +29,8 @@
 
 typedef struct corio_pool corio_pool;
 
+#define CORIO_LAG_BUCKETS 32
+
 /* The default allocator (host/alloc.c): pooled small blocks on huge-page arenas. */
 corio_pool *corio__pool_new(void);  /* NULL: use the system allocator */
 void corio__pool_free(corio_pool *p);
@@ -81,7 +83,9 @@ struct corio_task {
   uint64_t id;
   uint64_t parent_id;       /* the task that spawned it (0: top level or a callback) */
   uint64_t scope;           /* the corio.run it belongs to (inherited from its spawner), or 0 */
-  double created;           /* loop time (s) when spawned */
+  uint32_t created;         /* loop time (ms, modulo 2^32) when spawned */
+  uint32_t wait_since;      /* loop time (ms, modulo 2^32) of its last suspension */
+  uint32_t resumes;         /* times step resumed it (corio.ps) */
   int nresults;             /* on co's stack (tasks) once done OK */
   int anchor;               /* ref in the anchors table while not done, else LUA_NOREF */
   int spawn_line;
@@ -122,8 +126,14 @@ struct corio_runtime {
   int unretrieved;          /* task errors reported because nobody retrieved them */
   int soon_pending;         /* done-callbacks queued in the soon table */
   int debug;                /* capture full spawn tracebacks */
-  int eager_report;
-  int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */         /* report a failed task with no listener at once (the REPL) */
+  int eager_report;         /* report a failed task with no listener at once (the REPL) */
+  int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */
+  int timing;               /* measure each task's run time (corio.set_debug{times = true}) */
+  uint64_t tasks_created, tasks_finished, resumes; /* corio.stats() */
+  struct {                  /* how late timers fire (timers.c): bucket b counts lags below */
+    uint64_t hist[CORIO_LAG_BUCKETS]; /* 2^b µs (bucket 0: under 1 µs) */
+    uint64_t n, max;        /* samples, the largest lag (ns) */
+  } lag;
   void *tag;                /* what a scheduler yield carries (see coro.c) */
   struct corio_nest *nest;  /* coroutine.resume frames currently active (innermost first) */
   corio_error_handler on_error;

@@ -98,6 +98,7 @@ void corio__finish(lua_State *L, int tidx, corio_task *t, int outcome) {
   corio_runtime *rt = corio__rt(L);
   t->state = CORIO_DONE;
   t->outcome = (unsigned char)outcome;
+  if (!(t->flags & CORIO_F_FUTURE)) rt->tasks_finished++;
   t->flags &= ~CORIO_F_CANCELLING;
   t->wait = NULL;
   if (t->anchor != LUA_NOREF) {
@@ -168,6 +169,22 @@ int corio__task_entry(lua_State *co) {
 
 /* ---- the one resume path ----------------------------------------------------------------- */
 
+/* With corio.set_debug{times = true}: add one slice of `ns` to the task's totals, kept in its
+ * extras table (run, max: seconds) so that the record itself stays as small as before. */
+static void add_run_time(lua_State *L, int tidx, uint64_t ns) {
+  double s = (double)ns / 1e9;
+  corio__push_extras(L, tidx, 1);
+  lua_getfield(L, -1, "run");
+  lua_pushnumber(L, lua_tonumber(L, -1) + s);
+  lua_setfield(L, -3, "run");
+  lua_getfield(L, -2, "max");
+  if (lua_tonumber(L, -1) < s) {
+    lua_pushnumber(L, s);
+    lua_setfield(L, -4, "max");
+  }
+  lua_pop(L, 3);
+}
+
 static void step(corio_runtime *rt, corio_task *t) {
   lua_State *L = rt->L, *co = t->co;
   int nres, st, nargs = 0;
@@ -188,9 +205,17 @@ static void step(corio_runtime *rt, corio_task *t) {
     }
   }
   t->state = CORIO_RUNNING;
+  t->resumes++;
+  rt->resumes++;
   corio_task *prev = rt->current;
   rt->current = t;
-  st = lua_resume(co, L, nargs, &nres);
+  if (rt->timing) {
+    uint64_t t0 = uv_hrtime();
+    st = lua_resume(co, L, nargs, &nres);
+    add_run_time(L, tidx, uv_hrtime() - t0);
+  } else {
+    st = lua_resume(co, L, nargs, &nres);
+  }
   rt->current = prev;
   if (st == LUA_YIELD) {
     if (nres == 1 && lua_touserdata(co, -1) == &TAG) {
@@ -397,7 +422,7 @@ static int await_resume(lua_State *L, int status, lua_KContext ctx) {
   return k(L, status, ctx);
 }
 
-static const corio_wait YIELD_NOW = {"sleep(0)", NULL};
+static const corio_wait YIELD_NOW = {"sleep(0)", NULL, NULL};
 
 static int never_poll(corio_runtime *rt) {
   (void)rt;
@@ -416,6 +441,7 @@ int corio__await_named(lua_State *L, const corio_wait *wait, const char *name, v
   t->wait = wait;
   t->wait_name = name;
   t->wait_data = data;
+  t->wait_since = (uint32_t)uv_now(rt->loop);
   t->k = k;
   t->kctx = ctx;
   t->state = CORIO_WAITING;
@@ -500,7 +526,52 @@ static void await_cancel(lua_State *L, corio_task *t, void *data) {
   corio__unlisten(&t->awaiting);
 }
 
-static const corio_wait AWAIT_WAIT = {"await", await_cancel};
+/* `await task "fetch#12"`; a Future awaited with a reason (f:await("Queue:get")) shows the
+ * reason, as the queues and locks of corio.waiters do. The awaited value is task_await's first
+ * argument on the suspended frame, the reason its second. */
+static void await_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  corio_task *target = data;
+  (void)t;
+  if ((target->flags & CORIO_F_FUTURE) && lua_type(co, 2) == LUA_TSTRING) {
+    lua_pushstring(L, lua_tostring(co, 2));
+    return;
+  }
+  if (corio__testtask(co, 1) == target) {
+    lua_pushvalue(co, 1);
+    lua_xmove(co, L, 1);
+    corio__push_name(L, -1, target);
+    lua_pushfstring(L, "await %s \"%s\"", (target->flags & CORIO_F_FUTURE) ? "Future" : "task",
+                    lua_tostring(L, -1));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushliteral(L, "await");
+}
+
+static const corio_wait AWAIT_WAIT = {"await", await_cancel, await_describe};
+
+/* What the waiting task t waits for, in words (corio.ps): its wait's describe, else its name. */
+void corio__push_wait_reason(lua_State *L, corio_task *t) {
+  if (t->state != CORIO_WAITING || !t->wait) {
+    lua_pushstring(L, t->state == CORIO_READY ? "ready" : corio__state_name(t));
+    return;
+  }
+  if (t->wait->describe && t->co && !(t->flags & CORIO_F_MAIN) && lua_checkstack(t->co, 2)) {
+    t->wait->describe(L, t, t->co, t->wait_data);
+    return;
+  }
+  lua_pushstring(L, t->wait_name ? t->wait_name : t->wait->name);
+}
+
+/* The task t awaits (pushed, as a Task or Future), or nothing: returns 1 if pushed. */
+int corio__push_awaited(lua_State *L, corio_task *t) {
+  if (t->state != CORIO_WAITING || t->wait != &AWAIT_WAIT || !t->co) return 0;
+  if (corio__testtask(t->co, 1) != t->wait_data || !lua_checkstack(t->co, 1)) return 0;
+  lua_pushvalue(t->co, 1);
+  lua_xmove(t->co, L, 1);
+  return 1;
+}
 
 int corio__interrupt_main(lua_State *L) {
   corio_runtime *rt = corio__rt(L);

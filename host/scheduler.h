@@ -33,6 +33,9 @@ const char *corio__state_name(const corio_task *t);
 void corio__push_name(lua_State *L, int idx, corio_task *t);
 void corio__push_spawn_site(lua_State *L, int idx, corio_task *t); /* "src:line", or nothing */
 void corio__push_where(lua_State *L, corio_task *t); /* "op at src:line" */
+void corio__push_wait_reason(lua_State *L, corio_task *t); /* "sleep 0.50 s" (sched.c) */
+int corio__push_awaited(lua_State *L, corio_task *t);      /* the task it awaits, if any */
+void corio__open_obs(lua_State *L); /* obs.c: sets _ps, _loop_stats in the table on top */
 
 /* ---- task.c: creating and reporting ------------------------------------------------------- */
 
@@ -66,5 +69,7 @@ int corio__cancel_main(lua_State *L);
 /* ---- join.c: corio.core._wait and _collect ------------------------------------------------- */
 int corio__join_wait(lua_State *L);
 int corio__join_collect(lua_State *L);
+/* If t waits in _wait (gather), push the list of the tasks it still waits for; returns 1. */
+int corio__join_push_pending(lua_State *L, corio_task *t);
 
 #endif

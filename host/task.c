@@ -76,7 +76,8 @@ corio_task *corio__spawn(lua_State *L, int fidx, int nargs) {
     t->parent_id = spawner->id;
     t->scope = spawner->scope;
   }
-  t->created = (double)uv_now(rt->loop) / 1e3;
+  t->created = (uint32_t)uv_now(rt->loop);
+  rt->tasks_created++;
   /* The spawn site: the calling function and line now, the string only when asked. */
   if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
     t->spawn_line = ar.currentline;

@@ -60,6 +60,15 @@ static void heap_timer_cb(uv_timer_t *h) {
   uint64_t now = uv_hrtime();
   rt->in_loop++;
   rt->timers.firing = 1;
+  if (rt->timers.len > 0 && rt->timers.heap[0]->when <= now) {
+    /* loop lag (corio.stats): how late the earliest timer fires, one sample per wake-up */
+    uint64_t late = now - rt->timers.heap[0]->when, us = late / 1000;
+    int b = 0;
+    while (us && b < CORIO_LAG_BUCKETS - 1) { us >>= 1; b++; }
+    rt->lag.hist[b]++;
+    rt->lag.n++;
+    if (late > rt->lag.max) rt->lag.max = late;
+  }
   while (rt->timers.len > 0 && rt->timers.heap[0]->when <= now) {
     corio_timer *t = rt->timers.heap[0];
     corio__timer_stop(rt, t);

@@ -16,6 +16,18 @@ for k, v in pairs(core) do
 end
 M.sleep = timer.sleep
 M.now = timer.now
+
+-- observability (scripts/corio/obs.lua, doc/observability.md)
+local obs = require "corio.obs"
+M.ps, M.pstree, M.top, M.stats, M.dump = obs.ps, obs.pstree, obs.top, obs.stats, obs.dump
+
+-- corio.set_debug(on | {spawn_tracebacks =, times =}): `on` (a boolean) keeps a full traceback
+-- of every spawn site; `times` measures each task's run time (corio.ps's run and max).
+function M.set_debug(opts)
+  if type(opts) ~= "table" then return core._set_debug(opts) end
+  if opts.spawn_tracebacks ~= nil then core._set_debug(opts.spawn_tracebacks) end
+  if opts.times ~= nil then core._set_times(opts.times) end
+end
 M._VERSION = "corio 0.1.0"
 
 local spawn, _wait, _collect = core.spawn, core._wait, core._collect

@@ -230,7 +230,7 @@ static void call_cancel(lua_State *L, corio_task *t, void *data) {
   }
 }
 
-static const corio_wait CALL_WAIT = {"redis call", call_cancel};
+static const corio_wait CALL_WAIT = {"redis call", call_cancel, NULL};
 
 static int conn_failed_result(lua_State *L) {
   lua_getiuservalue(L, 1, 1);

@@ -133,7 +133,7 @@ static int cwait_gc(lua_State *L) {
   return 0;
 }
 
-static const corio_wait CHAN_WAIT = {"thread.Channel", chan_wait_cancel};
+static const corio_wait CHAN_WAIT = {"thread.Channel", chan_wait_cancel, NULL};
 
 /* Called with c->lock held, after a change a waiting task may care about. */
 static void notify_locked(chan *c, worker *wk) {

@@ -128,7 +128,7 @@ static void job_cancel(lua_State *L, corio_task *t, void *data) {
   uv_mutex_unlock(&p->lock);
 }
 
-static const corio_wait JOB_WAIT = {"thread.run", job_cancel};
+static const corio_wait JOB_WAIT = {"thread.run", job_cancel, NULL};
 
 static int jobbox_gc(lua_State *L) {
   jobbox *bx = lua_touserdata(L, 1);

@@ -126,7 +126,7 @@ local function deliver(s, topic, msg)
     return nil
   end
   -- false: the subscription ended meanwhile
-  if not ch:wait_slot() or s._ended then return false end
+  if not ch:wait_slot("Bus:publish (subscriber full)") or s._ended then return false end
   push(s, topic, msg)
   return true
 end
@@ -150,7 +150,7 @@ function Subscription:get()
     return topic, msg
   end
   if self._ended then return nil end
-  if not ch:wait_item() then return nil end
+  if not ch:wait_item("Subscription:get") then return nil end
   return take(self)
 end
 

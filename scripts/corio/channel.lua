@@ -69,8 +69,8 @@ end
 -- ch:wait_item() -> true when an item was promised to the caller, who must take it from the
 -- buffer now (its reservation is already spent); false when woken by close() with nothing
 -- for it [suspends]. Cancellation passes a promised item on and is re-raised.
-function Channel:wait_item()
-  if self.getters:wait(pass_item, self) and self.reserved > 0 then
+function Channel:wait_item(reason)
+  if self.getters:wait(pass_item, self, reason) and self.reserved > 0 then
     self.reserved = self.reserved - 1
     return true
   end
@@ -79,8 +79,8 @@ end
 
 -- ch:wait_slot() -> true when a free slot was promised to the caller, who must insert its
 -- item now (unless the owner closed meanwhile); false when woken by close() [suspends].
-function Channel:wait_slot()
-  if self.putters:wait(pass_slot, self) then
+function Channel:wait_slot(reason)
+  if self.putters:wait(pass_slot, self, reason) then
     self.slots = self.slots - 1
     return true
   end

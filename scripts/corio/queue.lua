@@ -190,7 +190,7 @@ local function new_queue(kind, maxsize, less, what)
   end
 
   local function wait_put(v)
-    ch:wait_slot()
+    ch:wait_slot("Queue:put (full)")
     if is_shut then error(shut_down("put"), 2) end
     push(v)
     added()
@@ -199,7 +199,7 @@ local function new_queue(kind, maxsize, less, what)
   local function wait_get()
     if is_shut then error(shut_down("get"), 2) end
     -- false: woken by shutdown (an immediate one also dropped the promised items)
-    if not ch:wait_item() then error(shut_down("get"), 2) end
+    if not ch:wait_item("Queue:get") then error(shut_down("get"), 2) end
     local v = pop()
     removed()
     return v
@@ -302,7 +302,7 @@ local function new_queue(kind, maxsize, less, what)
   -- q:join() [suspends until every item put has been marked done with task_done]
   function q.join()
     if unfinished == 0 then return end
-    joiners:wait()
+    joiners:wait(nil, nil, "Queue:join")
   end
 
   -- q:shutdown([immediate]): put/put_nowait raise QueueShutDown from now on; waiting putters

@@ -15,11 +15,15 @@ local function fmt_age(s)
   return ("%dh%02dm"):format(s // 3600, s % 3600 // 60)
 end
 
--- The live tasks as rows of strings: id, name, state, age, where.
+-- The live tasks as rows of strings (from corio.ps): id, parent, name, state, age, waited,
+-- and what it waits on with the line it waits at.
 function M.task_rows()
   local rows = {}
-  for _, t in ipairs(corio.all_tasks()) do
-    rows[#rows + 1] = {tostring(t.id), t.name, t.state, fmt_age(t.age), t.where}
+  for _, r in ipairs(corio.ps()) do
+    local at = r.where:match(" at (.*)$")
+    rows[#rows + 1] = {tostring(r.id), r.parent and tostring(r.parent) or "-", r.name, r.state,
+                       fmt_age(r.age), r.waited and fmt_age(r.waited) or "-",
+                       at and (r.reason .. " at " .. at) or r.reason}
   end
   return rows
 end
@@ -31,7 +35,7 @@ function M.tasks()
     print("no tasks")
     return
   end
-  table.insert(rows, 1, {"id", "name", "state", "age", "where"})
+  table.insert(rows, 1, {"id", "parent", "name", "state", "age", "waited", "what"})
   local width = {}
   for _, row in ipairs(rows) do
     for i = 1, #row - 1 do width[i] = math.max(width[i] or 0, utf8.len(row[i]) or #row[i]) end
@@ -41,7 +45,7 @@ function M.tasks()
     for i = 1, #row - 1 do
       local pad = width[i] - (utf8.len(row[i]) or #row[i])
       -- numbers align right, text left
-      cells[i] = i == 1 and (" "):rep(pad) .. row[i] or row[i] .. (" "):rep(pad)
+      cells[i] = i <= 2 and (" "):rep(pad) .. row[i] or row[i] .. (" "):rep(pad)
     end
     cells[#row] = row[#row]
     print(concat(cells, "  "))

@@ -70,7 +70,7 @@ function Event:is_set() return self._set end
 -- ev:wait() -> true [suspends until the event is set]
 function Event:wait()
   if self._set then return true end
-  self._waiters:wait()
+  self._waiters:wait(nil, nil, "Event:wait")
   return true
 end
 
@@ -95,7 +95,7 @@ function Lock:acquire()
     self._locked = true
     return true
   end
-  self._waiters:wait(Lock.release, self)
+  self._waiters:wait(Lock.release, self, "Lock:acquire")
   return true  -- release handed the lock over: it stayed locked
 end
 
@@ -140,7 +140,7 @@ function Semaphore:acquire()
     self._value = self._value - 1
     return true
   end
-  self._waiters:wait(self.release, self)
+  self._waiters:wait(self.release, self, "Semaphore:acquire")
   return true  -- a unit was handed over by release
 end
 
@@ -217,7 +217,7 @@ function Condition:wait()
   if not self._lock._locked then error("wait: the condition's lock is not acquired", 2) end
   self._lock:release()
   local waiters = self._waiters
-  local ok, why = pcall(waiters.wait, waiters, pass_notification, self)
+  local ok, why = pcall(waiters.wait, waiters, pass_notification, self, "Condition:wait")
   local cancelled = reacquire(self._lock)
   if not ok then error(why, 0) end
   if cancelled then error(cancelled, 0) end
@@ -297,7 +297,7 @@ end
 -- given when the barrier fills, not on arrival.
 function Barrier:wait()
   while self._state == "draining" or self._state == "resetting" do
-    self._blocked:wait()       -- the previous cycle is still draining
+    self._blocked:wait(nil, nil, "Barrier:wait (draining)") -- the previous cycle is still draining
   end
   if self._state == "broken" then broken_error(2) end
   local waiters = self._waiters
@@ -311,7 +311,7 @@ function Barrier:wait()
   end
   -- woken with an index (or false when broken or reset while filling); a party released and
   -- then cancelled before it resumed still counts as drained
-  local why = waiters:wait(drained, self)
+  local why = waiters:wait(drained, self, "Barrier:wait")
   if why == false then broken_error(2) end
   local state = self._state
   drained(self)

@@ -1,0 +1,172 @@
+-- corio.ps, pstree, top, stats, dump (issue 14: see what every task is doing).
+local corio = require "corio"
+
+-- the record of task t in corio.ps()
+local function rec(t)
+  for _, r in ipairs(corio.ps()) do
+    if r.id == t.id then return r end
+  end
+end
+
+-- spawn fn as a task named name
+local function named(name, fn, ...)
+  local t = corio.spawn(fn, ...)
+  t.name = name
+  return t
+end
+
+local function cancel_all(list)
+  for _, t in ipairs(list) do t:cancel() end
+  for _, t in ipairs(list) do pcall(t.await, t) end
+end
+
+describe("corio.ps", function()
+  it("says what each kind of suspension waits on, with the object", function()
+    corio.run(function()
+      local q, lock, ev, sem = corio.Queue(), corio.Lock(), corio.Event(), corio.Semaphore(0)
+      local full = corio.Queue(1)
+      full:put_nowait(1)
+      lock:acquire()
+      local f = corio.Future()
+      local sleeper = named("sleeper", corio.sleep, 0.5)
+      local list = {
+        sleeper,
+        named("getter", function() q:get() end),
+        named("putter", function() full:put(2) end),
+        named("locker", function() lock:acquire() end),
+        named("event", function() ev:wait() end),
+        named("sem", function() sem:acquire() end),
+        named("awaiter", function() sleeper:await() end),
+        named("future", function() f:await() end),
+        named("gatherer", function() corio.gather({sleeper, corio.spawn(corio.sleep, 0)}) end),
+      }
+      corio.sleep(0.02)
+      local want = {
+        sleeper = "sleep 0.50 s", getter = "Queue:get", putter = "Queue:put (full)",
+        locker = "Lock:acquire", event = "Event:wait", sem = "Semaphore:acquire",
+        awaiter = 'await task "sleeper"', future = 'await Future "Future-' .. f.id .. '"',
+        gatherer = "gather 1/2 done",
+      }
+      for _, t in ipairs(list) do
+        local r = rec(t)
+        assert.equal(want[t.name], r.reason, t.name)
+        assert.equal("waiting", r.state)
+        assert.is_true(r.waited >= 0.01 and r.waited < 5, t.name)
+        assert.equal(corio.current_task().id, r.parent)
+        assert.truthy(r.spawned_at:find("obs_spec.lua:%d+"))
+        assert.equal(1, r.resumes)
+      end
+      assert.equal(sleeper, rec(list[7]).waiting_for)
+      assert.same({sleeper}, rec(list[9]).waiting_for)
+      local me = rec(corio.current_task())
+      assert.equal("running", me.state)
+      assert.equal(#list, #me.children) -- not the gatherer's own child
+      f:cancel()
+      cancel_all(list)
+    end)
+  end)
+
+  it("counts resumes and, with set_debug{times = true}, run time", function()
+    corio.run(function()
+      corio.set_debug {times = true}
+      local t = named("busy", function()
+        for _ = 1, 3 do
+          local x = 0
+          for i = 1, 2e5 do x = x + i end
+          corio.sleep(0)
+        end
+        corio.sleep(10)
+      end)
+      corio.sleep(0.02)
+      local r = rec(t)
+      corio.set_debug {times = false}
+      assert.equal(4, r.resumes)
+      assert.is_true(r.run > 0 and r.max > 0 and r.max <= r.run)
+      cancel_all {t}
+    end)
+  end)
+end)
+
+describe("corio.pstree", function()
+  it("draws who awaits whom and explains an await cycle", function()
+    corio.run(function()
+      local a, b
+      a = named("A", function() corio.sleep(0.01); b:await() end)
+      b = named("B", function() corio.sleep(0.01); a:await() end)
+      local c = named("C", function() a:await() end)
+      corio.sleep(0.05)
+      local text, cycles = corio.pstree()
+      assert.equal(1, #cycles)
+      assert.truthy(text:find("#" .. c.id .. " C %[waiting, %d+ ms%] await task \"A\""))
+      assert.truthy(text:find("\n  #" .. a.id .. " A "))
+      assert.truthy(text:find(("cycle: #%d A awaits #%d B awaits #%d A (deadlock)")
+                              :format(a.id, b.id, a.id), 1, true))
+      cancel_all {c, a, b}
+    end)
+  end)
+end)
+
+describe("corio.stats", function()
+  it("counts tasks and handles and measures loop lag under a deliberate stall", function()
+    corio.run(function()
+      local before = corio.stats(true)
+      local t = corio.spawn(corio.sleep, 0.01)
+      local stall = corio.spawn(function()
+        local t0 = os.clock()
+        while os.clock() - t0 < 0.15 do end  -- holds the loop: the timer fires late
+      end)
+      corio.gather({t, stall})
+      local s = corio.stats()
+      assert.equal(before.tasks_created + 2, s.tasks_created)
+      assert.equal(before.tasks_finished + 2, s.tasks_finished)
+      assert.is_true(s.tasks_alive >= 1)
+      assert.is_true(s.resumes >= before.resumes + 2)
+      assert.is_number(s.resumes_per_s)
+      assert.is_true(s.lua_kb > 0)
+      assert.is_true(s.lag.n >= 1)
+      assert.is_true(s.lag.max >= 0.1, s.lag.max)
+      assert.is_true(s.lag.p99 <= s.lag.max and s.lag.p50 <= s.lag.p99)
+      assert.is_table(s.handles)
+    end)
+  end)
+end)
+
+describe("corio.top", function()
+  it("lists the tasks that ran in the interval, busiest first", function()
+    corio.run(function()
+      local spin = named("spin", function()
+        while true do
+          local t0 = os.clock()
+          while os.clock() - t0 < 0.005 do end
+          corio.sleep(0)
+        end
+      end)
+      local idle = named("idle", corio.sleep, 10)
+      corio.sleep(0.01)  -- idle has started and sleeps through the interval
+      local top = corio.top(0.1)
+      assert.equal("spin", top[1].name)
+      assert.is_true(top[1].cpu > 0.02)
+      for _, r in ipairs(top) do assert.are_not.equal("idle", r.name) end
+      cancel_all {spin, idle}
+    end)
+  end)
+end)
+
+describe("corio.dump", function()
+  it("writes the task tree to a file without stopping anything", function()
+    corio.run(function()
+      local t = named("napper", corio.sleep, 10)
+      corio.sleep(0)
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      corio.dump(f)
+      f:close()
+      local text = assert(io.open(path)):read("a")
+      os.remove(path)
+      assert.truthy(text:find("corio: %d+ live tasks"))
+      assert.truthy(text:find("#" .. t.id .. " napper %[waiting, %d+ ms%] sleep 10.00 s"))
+      assert.equal("waiting", t.state)
+      cancel_all {t}
+    end)
+  end)
+end)
