@@ -439,6 +439,28 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/* ---- SIGUSR1: a dump of the tasks, Go-style, without stopping ----------------------------
+ * The command (not an embedding runtime) answers SIGUSR1 by writing corio.dump()'s task tree
+ * to stderr. libuv delivers the signal to the loop, so the dump runs between two tasks, never
+ * inside one; it runs the runtime's own Lua (scripts/corio/obs.lua) under a protected call. */
+static uv_signal_t usr1;
+
+static void usr1_cb(uv_signal_t *h, int sig) {
+  lua_State *L = h->data;
+  (void)sig;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) return;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "corio.obs");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_getfield(L, -1, "dump") == LUA_TFUNCTION &&
+      lua_pcall(L, 0, 0, 0) == LUA_OK) {
+    lua_settop(L, top);
+    return;
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) message(progname, lua_tostring(L, -1));
+  lua_settop(L, top);
+}
+
 static int unretrieved = 0;
 
 /* Unretrieved task errors: printed as they are reported, and they fail the command. */
@@ -465,6 +487,11 @@ int main(int argc, char **argv) {
   uv_async_init(corio_loop(rt), &wake, wake_cb);
   uv_unref((uv_handle_t *)&wake); /* it never keeps the loop alive */
   corio__own_handle(rt, (uv_handle_t *)&wake);
+  uv_signal_init(corio_loop(rt), &usr1);
+  usr1.data = L;
+  uv_signal_start(&usr1, usr1_cb, SIGUSR1);
+  uv_unref((uv_handle_t *)&usr1); /* nor does the dump's signal */
+  corio__own_handle(rt, (uv_handle_t *)&usr1);
   wrap_corio_loaders(L);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
@@ -474,6 +501,7 @@ int main(int argc, char **argv) {
   report(L, status);
   fflush(stdout);
   uv_close((uv_handle_t *)&wake, NULL);
+  uv_close((uv_handle_t *)&usr1, NULL);
   corio_close(rt);  /* finalizers report the task errors nobody retrieved */
   int failed = !result || status != LUA_OK || unretrieved > 0;
   /* a signal under asyncio's rules: the error it raised reached the top, or it ended the wait

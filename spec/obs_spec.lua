@@ -170,3 +170,27 @@ describe("corio.dump", function()
     end)
   end)
 end)
+
+describe("kill -USR1", function()
+  it("makes the corio command write its task tree to stderr and carry on", function()
+    local support = require "support"
+    local script = support.script([[
+      local corio = require "corio"
+      corio.run(function()
+        local t = corio.spawn(corio.sleep, 30)
+        t.name = "napper"
+        corio.sleep(0.6)
+        print("still running", t.state)
+        t:cancel()
+      end)
+    ]])
+    local bin = os.getenv("CORIO") or "build/corio"
+    local out, err, code = support.run(("sh -c '%s %s & pid=$!; sleep 0.3; kill -USR1 $pid; "
+                                        .. "wait $pid'"):format(bin, script))
+    os.remove(script)
+    assert.equal(0, code, err)
+    assert.equal("still running\twaiting\n", out)
+    assert.truthy(err:find("corio: 2 live tasks\n", 1, true), err)
+    assert.truthy(err:find("#%d+ napper %[waiting, %d+ ms%] sleep 30.00 s"), err)
+  end)
+end)
