@@ -650,6 +650,7 @@ int corio_close(corio_runtime *rt) {
     return CORIO_EBUSY;
   }
   struct corio_embed *e = rt->embed;
+  corio__watchdog_stop(rt);
   if (rt->L) {
     cancel_tasks(rt);
     lua_close(rt->L);  /* finalizers close handles owned by userdata, report lost errors */

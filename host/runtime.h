@@ -28,6 +28,7 @@
  * 2 (token.c), the allocator returns NULL and lets Lua raise (alloc.c). */
 
 typedef struct corio_pool corio_pool;
+typedef struct corio_watchdog corio_watchdog;
 
 #define CORIO_LAG_BUCKETS 32
 
@@ -130,6 +131,7 @@ struct corio_runtime {
   int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */
   int timing;               /* measure each task's run time (corio.set_debug{times = true}) */
   uint64_t tasks_created, tasks_finished, resumes; /* corio.stats() */
+  corio_watchdog *watchdog; /* the stall watchdog (watchdog.c), or NULL */
   struct {                  /* how late timers fire (timers.c): bucket b counts lags below */
     uint64_t hist[CORIO_LAG_BUCKETS]; /* 2^b µs (bucket 0: under 1 µs) */
     uint64_t n, max;        /* samples, the largest lag (ns) */
@@ -156,6 +158,7 @@ struct corio_nest {
 int corio__await_named(lua_State *L, const corio_wait *wait, const char *name, void *data,
                        lua_KFunction k, lua_KContext ctx);
 void corio__push_anchors(lua_State *L); /* the table of anchored values (all_tasks) */
+void corio__watchdog_stop(corio_runtime *rt); /* stop and free the stall watchdog, if any */
 
 /* ---- the runtime's own handles -------------------------------------------------------------
  * The leak check (corio.core._stats().handles) counts every handle on the loop except the

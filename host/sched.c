@@ -209,10 +209,13 @@ static void step(corio_runtime *rt, corio_task *t) {
   rt->resumes++;
   corio_task *prev = rt->current;
   rt->current = t;
-  if (rt->timing) {
+  if (rt->timing || rt->watchdog) {
+    corio_watchdog *wd = rt->watchdog;
     uint64_t t0 = uv_hrtime();
+    if (wd) corio__watchdog_enter(wd, t);
     st = lua_resume(co, L, nargs, &nres);
-    add_run_time(L, tidx, uv_hrtime() - t0);
+    if (wd && rt->watchdog == wd) corio__watchdog_leave(wd); /* the task may have stopped it */
+    if (rt->timing) add_run_time(L, tidx, uv_hrtime() - t0);
   } else {
     st = lua_resume(co, L, nargs, &nres);
   }

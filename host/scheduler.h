@@ -35,6 +35,10 @@ void corio__push_spawn_site(lua_State *L, int idx, corio_task *t); /* "src:line"
 void corio__push_where(lua_State *L, corio_task *t); /* "op at src:line" */
 void corio__push_wait_reason(lua_State *L, corio_task *t); /* "sleep 0.50 s" (sched.c) */
 int corio__push_awaited(lua_State *L, corio_task *t);      /* the task it awaits, if any */
+/* the stall watchdog (watchdog.c): step brackets each slice while it is on */
+void corio__watchdog_enter(corio_watchdog *wd, corio_task *t);
+void corio__watchdog_leave(corio_watchdog *wd);
+int corio__l_set_slow(lua_State *L);
 void corio__open_obs(lua_State *L); /* obs.c: sets _ps, _loop_stats in the table on top */
 
 /* ---- task.c: creating and reporting ------------------------------------------------------- */

@@ -27,6 +27,11 @@ function M.set_debug(opts)
   if type(opts) ~= "table" then return core._set_debug(opts) end
   if opts.spawn_tracebacks ~= nil then core._set_debug(opts.spawn_tracebacks) end
   if opts.times ~= nil then core._set_times(opts.times) end
+  if opts.slow ~= nil then core._set_slow(opts.slow or nil) end
+end
+do -- CORIO_DEBUG=slow=0.1 in the environment
+  local slow = (os.getenv("CORIO_DEBUG") or ""):match("slow=([%d.]+)")
+  if slow and tonumber(slow) then core._set_slow(tonumber(slow)) end
 end
 M._VERSION = "corio 0.1.0"
 

@@ -194,3 +194,43 @@ describe("kill -USR1", function()
     assert.truthy(err:find("#%d+ napper %[waiting, %d+ ms%] sleep 30.00 s"), err)
   end)
 end)
+
+describe("the stall watchdog", function()
+  it("reports a task that runs too long, in Lua and stuck in a C call", function()
+    local support = require "support"
+    local script = support.script([[
+      local corio = require "corio"
+      corio.run(function()
+        local spinner = corio.spawn(function()
+          local t0 = os.clock()
+          while os.clock() - t0 < 0.4 do end
+        end)
+        spinner.name = "spinner"
+        local blocker = corio.spawn(function() os.execute("sleep 1") end)
+        blocker.name = "blocker"
+        corio.gather({spinner, blocker})
+        print("served")
+      end)
+    ]])
+    local out, err, code = support.run_corio(script, nil)
+    assert.equal(0, code)
+    assert.equal("", err) -- off unless asked
+    out, err, code = support.run("CORIO_DEBUG=slow=0.1 " .. (os.getenv("CORIO") or "build/corio")
+                                 .. " " .. script)
+    os.remove(script)
+    assert.equal(0, code, err)
+    assert.equal("served\n", out)
+    assert.truthy(err:find("corio: task 'spinner' has run for 0%.%d+ s without suspending " ..
+                           "%(slow = 0%.100 s%):\nstack traceback:\n.-:5: in function"), err)
+    assert.truthy(err:find("corio: task #%d+ has run for [%d.]+ s without suspending and is " ..
+                           "stuck in a C function %(called at .-:8%)"), err)
+  end)
+
+  it("is turned on and off by set_debug{slow =}", function()
+    corio.run(function()
+      corio.set_debug {slow = 0.05}
+      corio.sleep(0.01)
+      corio.set_debug {slow = false}
+    end)
+  end)
+end)

@@ -1,0 +1,148 @@
+/* The stall watchdog (corio.set_debug{slow = s}, CORIO_DEBUG=slow=s): a thread that notices a
+ * task running longer than `slow` without suspending and, while it still runs, has it print
+ * its name and traceback, through a count hook as lua.c handles Ctrl-C (lua_sethook may be
+ * called asynchronously). A hook that does not fire within the next interval means the task
+ * is inside a C call: the watchdog says so, with the last Lua line it can see.
+ * Step (sched.c) publishes each slice under the mutex only while the watchdog is on, so the
+ * coroutine the thread hooks is always one being resumed, never one that could be freed. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "scheduler.h"
+
+struct corio_watchdog {
+  uv_thread_t thread;
+  uv_mutex_t mu;
+  uv_cond_t cond;
+  int stop;
+  uint64_t slow;            /* ns */
+  lua_State *co;            /* the coroutine of the slice now running, or NULL */
+  corio_task *task;
+  uint64_t seq, start;      /* the slice's number and start (uv_hrtime) */
+  uint64_t hooked, hooked_at; /* the slice a hook was set in, and when */
+  uint64_t fired;           /* the slice whose hook has fired (written by the hook) */
+  uint64_t c_reported;      /* the slice reported as stuck in C */
+};
+
+void corio__watchdog_enter(corio_watchdog *wd, corio_task *t) {
+  uv_mutex_lock(&wd->mu);
+  wd->co = t->co;
+  wd->task = t;
+  wd->seq++;
+  wd->start = uv_hrtime();
+  uv_mutex_unlock(&wd->mu);
+}
+
+void corio__watchdog_leave(corio_watchdog *wd) {
+  uv_mutex_lock(&wd->mu);
+  wd->co = NULL;
+  wd->task = NULL;
+  uv_mutex_unlock(&wd->mu);
+}
+
+/* Runs in the slow task itself: report it with its traceback, unless its slice is over. */
+static void slow_hook(lua_State *L, lua_Debug *ar) {
+  corio_runtime *rt = corio__rt(L);
+  corio_watchdog *wd = rt->watchdog;
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (!wd) return;
+  uv_mutex_lock(&wd->mu);
+  int live = wd->co == L && wd->hooked == wd->seq;
+  uint64_t start = wd->start;
+  if (live) wd->fired = wd->seq;
+  uv_mutex_unlock(&wd->mu);
+  corio_task *t = rt->current;
+  if (!live || !t || t->anchor == LUA_NOREF || !lua_checkstack(L, 4)) return;
+  corio__push_anchor(L, t->anchor);
+  corio__push_name(L, -1, t);
+  luaL_traceback(L, L, NULL, 0);
+  fprintf(stderr, "corio: task '%s' has run for %.3f s without suspending (slow = %.3f s):\n%s\n",
+          lua_tostring(L, -2), (double)(uv_hrtime() - start) / 1e9, (double)wd->slow / 1e9,
+          lua_tostring(L, -1));
+  fflush(stderr);
+  lua_pop(L, 3);
+}
+
+/* The thread: every half interval, look at the slice running now. */
+static void watch(void *arg) {
+  corio_watchdog *wd = arg;
+  uv_mutex_lock(&wd->mu);
+  while (!wd->stop) {
+    uv_cond_timedwait(&wd->cond, &wd->mu, wd->slow / 2 + 1);
+    if (wd->stop || !wd->co) continue;
+    uint64_t now = uv_hrtime();
+    if (now - wd->start < wd->slow) continue;
+    if (wd->hooked != wd->seq) {
+      wd->hooked = wd->seq;
+      wd->hooked_at = now;
+      lua_sethook(wd->co, slow_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    } else if (wd->fired != wd->seq && wd->c_reported != wd->seq &&
+               now - wd->hooked_at >= wd->slow) {
+      /* No Lua ran for a whole interval: the task is blocked in a C function. Its Lua frames
+       * do not move while it is there, so the innermost one with a line is read as is. */
+      lua_Debug ar;
+      wd->c_reported = wd->seq;
+      const char *src = "?";
+      int line = -1;
+      for (int level = 0; lua_getstack(wd->co, level, &ar); level++) {
+        if (lua_getinfo(wd->co, "Sl", &ar) && ar.currentline > 0) {
+          src = ar.short_src;
+          line = ar.currentline;
+          break;
+        }
+      }
+      fprintf(stderr, "corio: task #%llu has run for %.3f s without suspending and is stuck in "
+                      "a C function (called at %s:%d)\n",
+              (unsigned long long)wd->task->id, (double)(now - wd->start) / 1e9, src, line);
+      fflush(stderr);
+    }
+  }
+  uv_mutex_unlock(&wd->mu);
+}
+
+void corio__watchdog_stop(corio_runtime *rt) {
+  corio_watchdog *wd = rt->watchdog;
+  if (!wd) return;
+  uv_mutex_lock(&wd->mu);
+  wd->stop = 1;
+  uv_cond_signal(&wd->cond);
+  uv_mutex_unlock(&wd->mu);
+  uv_thread_join(&wd->thread);
+  uv_cond_destroy(&wd->cond);
+  uv_mutex_destroy(&wd->mu);
+  rt->watchdog = NULL;
+  free(wd);
+}
+
+/* corio.core._set_slow(seconds | nil): start (or retune) the watchdog; nil or 0 stops it */
+int corio__l_set_slow(lua_State *L) {
+  corio_runtime *rt = corio__rt(L);
+  double s = luaL_optnumber(L, 1, 0);
+  if (!(s > 0)) {
+    corio__watchdog_stop(rt);
+    return 0;
+  }
+  if (s < 0.001) s = 0.001;
+  if (rt->watchdog) {
+    uv_mutex_lock(&rt->watchdog->mu);
+    rt->watchdog->slow = (uint64_t)(s * 1e9);
+    uv_mutex_unlock(&rt->watchdog->mu);
+    return 0;
+  }
+  corio_watchdog *wd = calloc(1, sizeof *wd);
+  if (!wd) return corio__nomem(L);
+  wd->slow = (uint64_t)(s * 1e9);
+  if (uv_mutex_init(&wd->mu) != 0) goto fail_mu;
+  if (uv_cond_init(&wd->cond) != 0) goto fail_cond;
+  if (uv_thread_create(&wd->thread, watch, wd) != 0) goto fail_thread;
+  rt->watchdog = wd;
+  return 0;
+fail_thread:
+  uv_cond_destroy(&wd->cond);
+fail_cond:
+  uv_mutex_destroy(&wd->mu);
+fail_mu:
+  free(wd);
+  return luaL_error(L, "set_debug: cannot start the watchdog thread");
+}
