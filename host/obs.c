@@ -163,7 +163,7 @@ static const luaL_Reg obs_funcs[] = {
   {"_set_times", l_set_times},
   {"_times", l_times},
   {"_lag", l_lag},
-  {"_set_slow", corio__l_set_slow},
+  {"_set_watchdog", corio__l_set_watchdog},
   {NULL, NULL}
 };
 

@@ -38,7 +38,7 @@ int corio__push_awaited(lua_State *L, corio_task *t);      /* the task it awaits
 /* the stall watchdog (watchdog.c): step brackets each slice while it is on */
 void corio__watchdog_enter(corio_watchdog *wd, corio_task *t);
 void corio__watchdog_leave(corio_watchdog *wd);
-int corio__l_set_slow(lua_State *L);
+int corio__l_set_watchdog(lua_State *L);
 void corio__open_obs(lua_State *L); /* obs.c: sets _ps, _loop_stats in the table on top */
 
 /* ---- task.c: creating and reporting ------------------------------------------------------- */

@@ -15,13 +15,15 @@ struct corio_watchdog {
   uv_mutex_t mu;
   uv_cond_t cond;
   int stop;
-  uint64_t slow;            /* ns */
+  uint64_t slow;            /* ns (0: no reports) */
+  uint64_t max_slice;       /* ns (0: no limit): past it the task raises corio.SliceExceeded */
   lua_State *co;            /* the coroutine of the slice now running, or NULL */
   corio_task *task;
   uint64_t seq, start;      /* the slice's number and start (uv_hrtime) */
   uint64_t hooked, hooked_at; /* the slice a hook was set in, and when */
   uint64_t fired;           /* the slice whose hook has fired (written by the hook) */
   uint64_t c_reported;      /* the slice reported as stuck in C */
+  uint64_t killed;          /* the slice hooked to raise SliceExceeded */
 };
 
 void corio__watchdog_enter(corio_watchdog *wd, corio_task *t) {
@@ -48,11 +50,25 @@ static void slow_hook(lua_State *L, lua_Debug *ar) {
   lua_sethook(L, NULL, 0, 0);
   if (!wd) return;
   uv_mutex_lock(&wd->mu);
-  int live = wd->co == L && wd->hooked == wd->seq;
-  uint64_t start = wd->start;
+  int live = wd->co == L && wd->hooked == wd->seq && wd->fired != wd->seq;
+  int kill = wd->co == L && wd->killed == wd->seq;
+  uint64_t start = wd->start, max = wd->max_slice;
   if (live) wd->fired = wd->seq;
   uv_mutex_unlock(&wd->mu);
   corio_task *t = rt->current;
+  if (kill) {
+    /* corio.SliceExceeded, raised where the task is: a web handler's becomes a 503 */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "corio") == LUA_TTABLE &&
+        lua_getfield(L, -1, "SliceExceeded") == LUA_TTABLE &&
+        lua_getfield(L, -1, "new") == LUA_TFUNCTION) {
+      lua_pushfstring(L, "the task ran for more than max_slice (%f s) without suspending",
+                      (lua_Number)max / 1e9);
+      lua_call(L, 1, 1);
+      lua_error(L);
+    }
+    luaL_error(L, "the task ran for more than max_slice without suspending");
+  }
   if (!live || !t || t->anchor == LUA_NOREF || !lua_checkstack(L, 4)) return;
   corio__push_anchor(L, t->anchor);
   corio__push_name(L, -1, t);
@@ -69,10 +85,17 @@ static void watch(void *arg) {
   corio_watchdog *wd = arg;
   uv_mutex_lock(&wd->mu);
   while (!wd->stop) {
-    uv_cond_timedwait(&wd->cond, &wd->mu, wd->slow / 2 + 1);
+    uint64_t every = wd->slow && (!wd->max_slice || wd->slow < wd->max_slice) ? wd->slow
+                                                                               : wd->max_slice;
+    uv_cond_timedwait(&wd->cond, &wd->mu, every / 2 + 1);
     if (wd->stop || !wd->co) continue;
     uint64_t now = uv_hrtime();
-    if (now - wd->start < wd->slow) continue;
+    if (wd->max_slice && now - wd->start >= wd->max_slice && wd->killed != wd->seq) {
+      wd->killed = wd->seq;
+      lua_sethook(wd->co, slow_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+      continue;
+    }
+    if (!wd->slow || now - wd->start < wd->slow) continue;
     if (wd->hooked != wd->seq) {
       wd->hooked = wd->seq;
       wd->hooked_at = now;
@@ -115,24 +138,31 @@ void corio__watchdog_stop(corio_runtime *rt) {
   free(wd);
 }
 
-/* corio.core._set_slow(seconds | nil): start (or retune) the watchdog; nil or 0 stops it */
-int corio__l_set_slow(lua_State *L) {
+static uint64_t to_ns(double s) {
+  if (!(s > 0)) return 0;
+  return s < 0.001 ? 1000000 : (uint64_t)(s * 1e9);
+}
+
+/* corio.core._set_watchdog(slow, max_slice): seconds, 0 for off; both 0 stop the thread */
+int corio__l_set_watchdog(lua_State *L) {
   corio_runtime *rt = corio__rt(L);
-  double s = luaL_optnumber(L, 1, 0);
-  if (!(s > 0)) {
+  uint64_t slow = to_ns(luaL_optnumber(L, 1, 0)), max = to_ns(luaL_optnumber(L, 2, 0));
+  if (!slow && !max) {
     corio__watchdog_stop(rt);
     return 0;
   }
-  if (s < 0.001) s = 0.001;
   if (rt->watchdog) {
     uv_mutex_lock(&rt->watchdog->mu);
-    rt->watchdog->slow = (uint64_t)(s * 1e9);
+    rt->watchdog->slow = slow;
+    rt->watchdog->max_slice = max;
+    uv_cond_signal(&rt->watchdog->cond);
     uv_mutex_unlock(&rt->watchdog->mu);
     return 0;
   }
   corio_watchdog *wd = calloc(1, sizeof *wd);
   if (!wd) return corio__nomem(L);
-  wd->slow = (uint64_t)(s * 1e9);
+  wd->slow = slow;
+  wd->max_slice = max;
   if (uv_mutex_init(&wd->mu) != 0) goto fail_mu;
   if (uv_cond_init(&wd->cond) != 0) goto fail_cond;
   if (uv_thread_create(&wd->thread, watch, wd) != 0) goto fail_thread;

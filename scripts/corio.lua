@@ -21,17 +21,27 @@ M.now = timer.now
 local obs = require "corio.obs"
 M.ps, M.pstree, M.top, M.stats, M.dump = obs.ps, obs.pstree, obs.top, obs.stats, obs.dump
 
--- corio.set_debug(on | {spawn_tracebacks =, times =}): `on` (a boolean) keeps a full traceback
--- of every spawn site; `times` measures each task's run time (corio.ps's run and max).
+-- corio.set_debug(on | {spawn_tracebacks =, times =, slow =, max_slice =}): `on` (a boolean)
+-- keeps a full traceback of every spawn site; `times` measures each task's run time (corio.ps's
+-- run and max); `slow` and `max_slice` (seconds, false for off) drive the stall watchdog.
+M.SliceExceeded = errors.class("corio.SliceExceeded",
+                               "the task ran for more than max_slice without suspending")
+local watchdog = {slow = 0, max_slice = 0}
 function M.set_debug(opts)
   if type(opts) ~= "table" then return core._set_debug(opts) end
   if opts.spawn_tracebacks ~= nil then core._set_debug(opts.spawn_tracebacks) end
   if opts.times ~= nil then core._set_times(opts.times) end
-  if opts.slow ~= nil then core._set_slow(opts.slow or nil) end
+  if opts.slow ~= nil or opts.max_slice ~= nil then
+    if opts.slow ~= nil then watchdog.slow = opts.slow or 0 end
+    if opts.max_slice ~= nil then watchdog.max_slice = opts.max_slice or 0 end
+    core._set_watchdog(watchdog.slow, watchdog.max_slice)
+  end
 end
-do -- CORIO_DEBUG=slow=0.1 in the environment
-  local slow = (os.getenv("CORIO_DEBUG") or ""):match("slow=([%d.]+)")
-  if slow and tonumber(slow) then core._set_slow(tonumber(slow)) end
+do -- CORIO_DEBUG=slow=0.1,max_slice=2 in the environment
+  local env = os.getenv("CORIO_DEBUG") or ""
+  local slow = tonumber(env:match("slow=([%d.]+)"))
+  local max = tonumber(env:match("max_slice=([%d.]+)"))
+  if slow or max then M.set_debug {slow = slow, max_slice = max} end
 end
 M._VERSION = "corio 0.1.0"
 

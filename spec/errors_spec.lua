@@ -22,8 +22,8 @@ describe("corio.errors", function()
     end
     table.sort(names)
     assert.same({"corio.BrokenBarrier", "corio.Cancelled", "corio.QueueEmpty", "corio.QueueFull",
-                 "corio.QueueShutDown", "corio.TaskGroupError", "corio.Timeout",
-                 "corio.http.HTTPError", "corio.web.ClientGone", "corio.web.HTTPError"}, names)
+                 "corio.QueueShutDown", "corio.SliceExceeded", "corio.TaskGroupError",
+                 "corio.Timeout", "corio.http.HTTPError", "corio.web.ClientGone", "corio.web.HTTPError"}, names)
   end)
 
   it("holds the C core's Cancelled and Timeout, as corio exports them", function()

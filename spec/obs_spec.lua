@@ -234,3 +234,46 @@ describe("the stall watchdog", function()
     end)
   end)
 end)
+
+describe("set_debug{max_slice}", function()
+  it("turns a CPU-bound web handler into a 503 while the server keeps serving", function()
+    local web = require "corio.web"
+    local W = require "web_support"
+    corio.run(function()
+      local app = web.Application()
+      app:get("/spin", function() while true do end end)
+      app:get("/hello", function() return "hello" end)
+      local server = assert(app:listen {port = 0})
+      local port = server.port
+      corio.set_debug {max_slice = 0.2}
+      local function get(path)
+        local req = ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):format(path)
+        return W.parse((W.raw(port, req)))[1]
+      end
+      local ok, err = pcall(function()
+        local t0 = corio.now()
+        local spin = get("/spin")
+        assert.equal(503, spin.status)
+        assert.is_true(corio.now() - t0 < 3)
+        local hello = get("/hello")
+        assert.equal(200, hello.status)
+        assert.equal("hello", hello.body)
+      end)
+      corio.set_debug {max_slice = false}
+      server:shutdown(1)
+      if not ok then error(err, 0) end
+    end)
+  end)
+
+  it("raises corio.SliceExceeded inside a runaway task", function()
+    corio.run(function()
+      corio.set_debug {max_slice = 0.1}
+      local t = corio.spawn(function() while true do end end)
+      local ok, err = pcall(t.await, t)
+      corio.set_debug {max_slice = false}
+      assert.is_false(ok)
+      assert.equal(corio.SliceExceeded, getmetatable(err))
+      assert.truthy(tostring(err):find("max_slice"))
+    end)
+  end)
+end)

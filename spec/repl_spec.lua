@@ -264,8 +264,8 @@ describe("the REPL in a terminal", function()
     assert.matches("\nid%s+parent%s+name%s+state%s+age%s+waited%s+what\n", screen)
     assert.matches("\n%s*1%s+%-%s+Task%-1%s+%a+%s+[%d.]+s%s+[%d.]+s%s+sleep [%d.]+ s at stdin:1\n",
                    screen)
-    assert.matches("\n%s*2%s+%-%s+sleeper%s+waiting%s+[%d.]+s%s+[%d.]+s%s+sleep 100.00 s at stdin:1\n>$",
-                   screen)
+    assert.matches("\n%s*2%s+%-%s+sleeper%s+waiting%s+[%d.]+s%s+[%d.]+s%s+" ..
+                   "sleep 100.00 s at stdin:1\n>$", screen)
   end)
 
   it("draws output of background tasks above the line being typed", function()

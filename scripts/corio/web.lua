@@ -22,6 +22,7 @@ local find, sub, lower, format, gsub, char, byte = string.find, string.sub, stri
   string.format, string.gsub, string.char, string.byte
 local concat = table.concat
 local is_cancelled, is_timeout = corio.is_cancelled, corio.is_timeout
+local SliceExceeded = corio.SliceExceeded
 
 local TEXT = "text/plain; charset=utf-8"
 
@@ -674,6 +675,9 @@ local function make_dispatcher(app, opts)
         status, size = send_error(req, e.status, e.message, e.headers)
       elseif is_timeout(e) then
         status, size = send_error(req, 504)
+      elseif getmetatable(e) == SliceExceeded then
+        log_error(opts, req, e)     -- set_debug{max_slice}: a runaway handler, not a dead server
+        status, size = send_error(req, 503)
       else
         log_error(opts, req, e)
         status, size = send_error(req, 500)
