@@ -85,9 +85,11 @@ struct corio_task {
   uint64_t parent_id;       /* the task that spawned it (0: top level or a callback) */
   uint64_t scope;           /* the corio.run it belongs to (inherited from its spawner), or 0 */
   uint32_t created;         /* loop time (ms, modulo 2^32) when spawned */
-  uint32_t wait_since;      /* loop time (ms, modulo 2^32) of its last suspension */
   uint32_t resumes;         /* times step resumed it (corio.ps) */
-  int nresults;             /* on co's stack (tasks) once done OK */
+  union {                   /* one or the other: the record stays as small as before */
+    uint32_t wait_since;    /* while WAITING: loop time (ms, modulo 2^32) it suspended at */
+    int nresults;           /* once DONE: results on co's stack (tasks) */
+  };
   int anchor;               /* ref in the anchors table while not done, else LUA_NOREF */
   int spawn_line;
   int cancel_count;         /* cancel() calls not matched by uncancel() */
