@@ -103,7 +103,10 @@ static void watch(void *arg) {
     } else if (wd->fired != wd->seq && wd->c_reported != wd->seq &&
                now - wd->hooked_at >= wd->slow) {
       /* No Lua ran for a whole interval: the task is blocked in a C function. Its Lua frames
-       * do not move while it is there, so the innermost one with a line is read as is. */
+       * do not move while it is there: when the call returns, the return hook (set above)
+       * runs before the frame is popped and waits for this mutex, so the innermost frame
+       * with a line is read as is. A C function that pushes its results meanwhile moves only
+       * the stack top, which this walk does not read. */
       lua_Debug ar;
       wd->c_reported = wd->seq;
       const char *src = "?";
