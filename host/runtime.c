@@ -134,10 +134,40 @@ void corio__push_anchors(lua_State *L) {
 
 /* ---- running ready tasks --------------------------------------------------------------- */
 
+/* () -> nothing: the ready tasks take their turn (protected) */
+static int run_ready_p(lua_State *L) {
+  corio__run_ready(corio__rt(L));
+  return 0;
+}
+
+/* Run the ready tasks inside a protected call. A task's own errors are caught by its resume,
+ * but the scheduler's bookkeeping around it (the traceback table, the results, the done
+ * callbacks' report) allocates on the main state: out of memory there must not reach Lua's
+ * panic handler (corio_run, corio_close) nor unwind through uv_run (the command). It costs
+ * the task being stepped, which is reported; the other ready tasks stay queued. */
+static void run_ready(corio_runtime *rt) {
+  lua_State *L = rt->L;
+  corio_task *current = rt->current;
+  if (!lua_checkstack(L, 2)) {
+    rt->nomem = 1;
+    rt->on_error(rt->on_error_ud, "corio: not enough memory to run the ready tasks");
+    return;
+  }
+  lua_pushcfunction(L, run_ready_p);
+  int st = lua_pcall(L, 0, 0, 0);
+  if (st != LUA_OK) {
+    if (st == LUA_ERRMEM) rt->nomem = 1;
+    rt->current = current;
+    const char *msg = lua_tostring(L, -1);
+    rt->on_error(rt->on_error_ud, msg ? msg : "corio: error while running the ready tasks");
+    lua_pop(L, 1);
+  }
+}
+
 static void check_cb(uv_check_t *h) {
   corio_runtime *rt = h->data;
   rt->in_loop++;
-  corio__run_ready(rt);
+  run_ready(rt);
   rt->in_loop--;
 }
 
@@ -164,7 +194,7 @@ void corio__make_ready(corio_runtime *rt, corio_task *t) {
 int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runtime *rt)) {
   int alive = 0;
   rt->in_loop++;
-  if (rt->ready_head || rt->soon_pending) corio__run_ready(rt);
+  if (rt->ready_head || rt->soon_pending) run_ready(rt);
   if (!skip_poll || !skip_poll(rt)) alive = uv_run(rt->loop, mode);
   rt->in_loop--;
   return alive || rt->ready_head != NULL;

@@ -107,6 +107,7 @@ struct corio_runtime {
   char errbuf[512];
   corio_pool *pool;
   int closing;
+  int nomem; /* a task or the scheduler ran out of memory: corio_close drops the tasks */
   struct corio_embed *embed;/* state of the embedding API (embed.c) */
 };
 

@@ -284,6 +284,7 @@ static void step(corio_runtime *rt, corio_task *t) {
   rt->current = t;
   st = lua_resume(co, L, nargs, &nres);
   rt->current = prev;
+  if (st == LUA_ERRMEM) rt->nomem = 1;
   if (st == LUA_YIELD) {
     if (nres == 1 && lua_touserdata(co, -1) == &TAG) {
       lua_pop(co, 1);  /* suspended by corio__await: the wait is armed */
@@ -306,8 +307,9 @@ static void step(corio_runtime *rt, corio_task *t) {
     finished(L, tidx, t, CORIO_OK);
   } else {
     int outcome = is_instance(co, -1, &CANCELLED_MT) ? CORIO_CANCELLED : CORIO_ERROR;
-    if (outcome == CORIO_ERROR && lua_status(co) != LUA_OK) {
-      /* The stack is intact until the thread is reset: take the traceback now. */
+    if (outcome == CORIO_ERROR && st != LUA_ERRMEM && lua_status(co) != LUA_OK) {
+      /* The stack is intact until the thread is reset: take the traceback now (not after a
+       * memory error: building it would fail the same way, outside the task). */
       push_extras(L, tidx, 1);
       luaL_traceback(L, co, NULL, 0);
       lua_setfield(L, -2, "traceback");
@@ -400,7 +402,7 @@ void corio__run_ready(corio_runtime *rt) {
     if (t->priority) rt->ready_prio--;
     step(rt, t);
     if (rt->soon_pending) run_soon(rt);
-    if (t == last) break;
+    if (t == last || (rt->closing && rt->nomem)) break;
   }
   if (rt->soon_pending) run_soon(rt);
   if (!rt->ready_head && !(rt->main_task.state == CORIO_READY))
