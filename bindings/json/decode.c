@@ -107,14 +107,27 @@ static void add_utf8(luaL_Buffer *b, unsigned long cp) {
 /* Scan raw bytes from pos up to the next quote, backslash or control character, checking
  * UTF-8 on the way. Returns the position of that byte (len if none); *bad gets the position
  * of the first invalid sequence, or (size_t)-1. */
+/* 1 for the bytes that stop the plain run of a string: controls, '"', '\\', non-ASCII. */
+static const unsigned char stops[256] = {
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 static size_t scan_raw(const dec *d, size_t pos, size_t *bad) {
   const unsigned char *s = d->s, *end = d->s + d->len;
   *bad = (size_t)-1;
   while (pos < d->len) {
     unsigned char c = s[pos];
-    if (c < 0x80) {
-      if (c == '"' || c == '\\' || c < 0x20) return pos;
+    if (!stops[c]) {
       pos++;
+    } else if (c < 0x80) {
+      return pos;
     } else {
       size_t n = corio__json_utf8_seq(s + pos, end);
       if (n) pos += n;
@@ -323,10 +336,9 @@ static size_t decode_value(dec *d, size_t pos, int depth) {
     case '{':
     case '[':
       if (depth >= JSON_MAX_DEPTH) fail(d, pos, "nested too deeply");
-      luaL_checkstack(L, 4, "json: nested too deeply");
+      luaL_checkstack(L, 8, "json: nested too deeply"); /* table, key, value, buffer */
       return c == '{' ? decode_object(d, pos + 1, depth + 1) : decode_array(d, pos + 1, depth + 1);
     case '"':
-      luaL_checkstack(L, 4, "json: nested too deeply");
       return decode_string(d, pos + 1);
     case 't':
       if (!word_at(d, pos, "true", 4)) break;
