@@ -1,12 +1,14 @@
--- bench/json.lua [ROUNDS] [MB]: corio.json against lua-cjson and Python's json on one
+-- bench/json.lua [ROUNDS] [MB] [REPS]: corio.json against lua-cjson and Python's json on one
 -- generated document of mixed content (objects, arrays, integers, floats, ASCII and UTF-8
 -- strings with escapes, nesting) of about MB megabytes (default 10), the same bytes for all
 -- three. Each round runs every contender once, in a separate process, in turn (interleaved:
 -- back-to-back runs of one contender flatter it on these VMs, see FACTS.md); prints the
 -- medians of decode and encode throughput in MB/s (of the input text, and of the text each
--- encoder writes) and the ratio to lua-cjson. Run from the repository root:
+-- encoder writes; each process keeps the best of REPS runs, default 3) and the ratio to
+-- lua-cjson. Run from the repository root:
 --   build/corio bench/json.lua 7 10
 local rounds, mb = tonumber(arg[1]) or 7, tonumber(arg[2]) or 10
+local reps = tonumber(arg[3]) or 3  -- per process: the best of reps decodes, then of reps encodes
 local corio_bin = os.getenv("CORIO") or "build/corio"
 
 -- one process: decode `path` REPS times, encode the result REPS times; prints best-of-reps
@@ -80,9 +82,9 @@ f = assert(io.open(lua_w, "w")); f:write(LUA_WORKER); f:close()
 f = assert(io.open(py_w, "w")); f:write(PY_WORKER); f:close()
 
 local contenders = {
-  {name = "corio.json", cmd = ("%s %s corio %s 1"):format(corio_bin, lua_w, path)},
-  {name = "lua-cjson", cmd = ("%s %s cjson %s 1"):format(corio_bin, lua_w, path)},
-  {name = "python3 json", cmd = ("python3 %s %s 1"):format(py_w, path)},
+  {name = "corio.json", cmd = ("%s %s corio %s %d"):format(corio_bin, lua_w, path, reps)},
+  {name = "lua-cjson", cmd = ("%s %s cjson %s %d"):format(corio_bin, lua_w, path, reps)},
+  {name = "python3 json", cmd = ("python3 %s %s %d"):format(py_w, path, reps)},
 }
 local results = {}
 for _ = 1, rounds do
