@@ -274,7 +274,10 @@ static int pmain(lua_State *L) {
     }
   }
   /* The script is over: run the loop until no task is left. */
-  corio__run_until_idle(rt);
+  if (corio__run_until_idle(rt) == CORIO_ENOMEM) {
+    lua_pushliteral(L, "not enough memory");
+    return lua_error(L);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }

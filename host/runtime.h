@@ -107,7 +107,7 @@ struct corio_runtime {
   char errbuf[512];
   corio_pool *pool;
   int closing;
-  int nomem; /* a task or the scheduler ran out of memory: corio_close drops the tasks */
+  int nomem; /* times a task or the scheduler ran out of memory (corio_close drops the tasks) */
   struct corio_embed *embed;/* state of the embedding API (embed.c) */
 };
 
@@ -154,7 +154,9 @@ int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runt
  * progress (nothing left that could wake it) or if called from inside the loop. */
 void corio__drive(lua_State *L, corio_task *t, const char *op);
 
-/* Run the loop until no task is left and no handle keeps it alive (the end of a script). */
+/* Run the loop until no task is left and no handle keeps it alive (the end of a script).
+ * Returns 0, or CORIO_ENOMEM when a task or the scheduler ran out of memory meanwhile (the
+ * drain stops there; corio_close drops the tasks left). */
 int corio__run_until_idle(corio_runtime *rt);
 
 /* Report a task's unretrieved error to the error handler (once). */

@@ -284,7 +284,7 @@ static void step(corio_runtime *rt, corio_task *t) {
   rt->current = t;
   st = lua_resume(co, L, nargs, &nres);
   rt->current = prev;
-  if (st == LUA_ERRMEM) rt->nomem = 1;
+  if (st == LUA_ERRMEM) rt->nomem++;
   if (st == LUA_YIELD) {
     if (nres == 1 && lua_touserdata(co, -1) == &TAG) {
       lua_pop(co, 1);  /* suspended by corio__await: the wait is armed */
@@ -394,6 +394,7 @@ void corio__run_ready(corio_runtime *rt) {
     rt->ready_tail = t;
   }
   corio_task *last = rt->ready_tail;
+  int nomem = rt->nomem;
   while (rt->ready_head) {
     corio_task *t = rt->ready_head;
     rt->ready_head = t->next_ready;
@@ -402,7 +403,7 @@ void corio__run_ready(corio_runtime *rt) {
     if (t->priority) rt->ready_prio--;
     step(rt, t);
     if (rt->soon_pending) run_soon(rt);
-    if (t == last || (rt->closing && rt->nomem)) break;
+    if (t == last || rt->nomem != nomem) break; /* out of memory: the rest wait a turn */
   }
   if (rt->soon_pending) run_soon(rt);
   if (!rt->ready_head && !(rt->main_task.state == CORIO_READY))
