@@ -123,7 +123,8 @@ struct corio_runtime {
   int soon_pending;         /* done-callbacks queued in the soon table */
   int debug;                /* capture full spawn tracebacks */
   int eager_report;
-  int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */         /* report a failed task with no listener at once (the REPL) */
+  int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */
+  int nomem;                /* tasks that died of a memory error (shutdown then drops the rest) */         /* report a failed task with no listener at once (the REPL) */
   void *tag;                /* what a scheduler yield carries (see coro.c) */
   struct corio_nest *nest;  /* coroutine.resume frames currently active (innermost first) */
   corio_error_handler on_error;
