@@ -441,7 +441,10 @@ local function upgrade(req, fn, opts)
                                     ping_interval = opts.ping_interval,
                                     ping_timeout = opts.ping_timeout, buffered = buffered})
   ws.request = req
+  local sessions = req._sessions
+  sessions[ws] = true
   local r = table.pack(pcall(fn, ws, req))
+  sessions[ws] = nil
   if r[1] then
     ws:close(1000)
     return Upgraded
@@ -705,8 +708,10 @@ local function make_dispatcher(app, opts)
   -- Requests of this app: Request's lookups plus request.app.
   local AppRequest = {__name = "corio.web.Request"}
   local request_index = Request.__index
+  local sessions = opts._sessions
   AppRequest.__index = function(r, k)
     if k == "app" then return app end
+    if k == "_sessions" then return sessions end
     return request_index(r, k)
   end
   return function(conn, method, target, hdrs, body, http11, remote)
@@ -778,6 +783,8 @@ local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_con
 -- app:listen{host = "127.0.0.1", port = 8080, ...limits} -> server
 -- server.port, server:close() (stop accepting; idle connections close), server:abort(),
 -- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort.
+-- WebSocket sessions get a close frame (1001) at shutdown and are cut (1006) when the grace
+-- period is over, or at once by server:abort().
 local Server = {__name = "corio.web.Server"}
 Server.__index = Server
 
@@ -791,6 +798,7 @@ function Application:listen(opts)
   if not ip then return nil, rerr, rcode end
   args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  o._sessions = {}  -- this server's WebSocket sessions (they have left the C server)
   local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
   -- A handler task serves a request, then waits for the next one (a pool of tasks).
@@ -818,11 +826,23 @@ function Application:listen(opts)
       end
     end)
   end
-  return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1"}, Server)
+  return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1",
+                       _sessions = o._sessions}, Server)
+end
+
+-- End the WebSocket sessions: abortive (1006), or a close frame 1001 each ("going away"; the
+-- handler's receive gets the answer and returns nil).
+local function end_sessions(srv, abort)
+  for ws in pairs(srv._sessions) do
+    if abort then ws:_abort(1006, "server aborted") else ws:_going_away() end
+  end
 end
 
 function Server:close() self._h:close() end
-function Server:abort() self._h:abort() end
+function Server:abort()
+  self._h:abort()
+  end_sessions(self, true)
+end
 -- server:connections() -> open, busy
 function Server:connections() return self._h:connections() end
 -- server:stats() -> {connections=, busy=, buffered=, pinned=, refused=, idle_tasks=,
@@ -842,6 +862,13 @@ function Server:shutdown(grace)
     corio.sleep(0.02)
   end
   if not clean then self._h:abort() end
+  -- WebSocket sessions: a close frame each, then what is left of the grace period
+  if next(self._sessions) then
+    end_sessions(self, false)
+    while next(self._sessions) and corio.now() < deadline do corio.sleep(0.02) end
+    if next(self._sessions) then clean = false; end_sessions(self, true) end
+    while next(self._sessions) and corio.now() < deadline + 1 do corio.sleep(0.01) end
+  end
   -- Closed connections release their queued writes (and the response strings they pin) in
   -- libuv's close callbacks: wait for those too, so nothing the server held outlives this.
   local limit = corio.now() + 1

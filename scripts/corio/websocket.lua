@@ -286,6 +286,15 @@ end
 
 WebSocket.__close = function(ws) ws:close() end
 
+-- For corio.web's server shutdown: a close frame without waiting (the handler's receive gets
+-- the answer), and the abortive end.
+function WebSocket:_going_away()
+  if not self._closed then pcall(send_close, self, 1001, "server shutdown") end
+end
+function WebSocket:_abort(code, reason)
+  finish(self, code or 1006, reason or "aborted", true)
+end
+
 -- Keepalive: a ping every `interval` seconds; a peer that sent nothing (no pong, no frame)
 -- within `timeout` seconds of it is dead, and the connection ends with 1006.
 local function pinger(ws, interval, timeout)

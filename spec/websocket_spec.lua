@@ -1,0 +1,305 @@
+-- corio.websocket: app:websocket and http.websocket against each other, against Python's
+-- websockets (real client and server processes), and against hand-made frames that break
+-- the protocol's rules.
+local corio = require "corio"
+local web = require "corio.web"
+local http = require "corio.http"
+local net = require "corio.net"
+local process = require "corio.process"
+
+local PY = "/usr/bin/python3"
+local have_websockets = os.execute(PY .. " -c 'import websockets' 2>/dev/null")
+local FIXTURES = "spec/fixtures/"
+
+-- Run fn(port, server) with an app on 127.0.0.1 whose routes setup(app) made.
+local function serve(setup, fn, opts)
+  return corio.run(function()
+    local app = web.Application()
+    setup(app)
+    opts = opts or {}
+    opts.port, opts.host = 0, "127.0.0.1"
+    local server = assert(app:listen(opts))
+    local ok, err = pcall(fn, server.port, server)
+    server:shutdown(1)
+    if not ok then error(err, 0) end
+  end)
+end
+
+local function echo_app(opts)
+  return function(app)
+    app:websocket("/echo", function(ws)
+      for m, kind in ws:messages() do assert(ws:send(m, kind)) end
+    end, opts)
+  end
+end
+
+-- ---- a hand-made client: the handshake, then raw frames ------------------------------------
+
+local function raw_connect(port, path, extra)
+  local s = assert(net.connect("127.0.0.1", port))
+  assert(s:write("GET " .. (path or "/echo") .. " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 .. "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 .. "Sec-WebSocket-Version: 13\r\n\r\n" .. (extra or "")))
+  local head = assert(s:read_until("\r\n\r\n"))
+  assert.truthy(head:find("^HTTP/1.1 101"))
+  -- RFC 6455's own example key and answer
+  assert.truthy(head:find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 1, true))
+  return s
+end
+
+-- A client frame: masked unless told otherwise (key 0: the payload goes as it is).
+local function frame(op, payload, opts)
+  opts = opts or {}
+  local b1 = (opts.fin == false and 0 or 0x80) | (opts.rsv or 0) | op
+  local m = opts.unmasked and 0 or 0x80
+  local n = #payload
+  local head
+  if n < 126 then head = string.pack(">BB", b1, m | n)
+  elseif n < 65536 then head = string.pack(">BBI2", b1, m | 126, n)
+  else head = string.pack(">BBI8", b1, m | 127, n) end
+  return head .. (opts.unmasked and "" or "\0\0\0\0") .. payload
+end
+
+-- Read one server frame: op, payload, fin (servers never mask).
+local function read_frame(s)
+  local h = s:read_exactly(2)
+  if not h then return nil end
+  local b1, b2 = h:byte(1, 2)
+  assert.equal(0, b2 & 0x80, "a server frame must not be masked")
+  local n = b2 & 0x7F
+  if n == 126 then n = string.unpack(">I2", s:read_exactly(2))
+  elseif n == 127 then n = string.unpack(">I8", s:read_exactly(8)) end
+  return b1 & 0x0F, n > 0 and s:read_exactly(n) or "", b1 & 0x80 ~= 0
+end
+
+local function expect_close(s, code)
+  local op, payload = read_frame(s)
+  assert.equal(8, op)
+  assert.equal(code, string.unpack(">I2", payload))
+  s:close()
+end
+
+describe("corio.websocket", function()
+  it("echoes text, binary, empty and large messages between corio's client and server", function()
+    serve(echo_app(), function(port)
+      local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/echo"))
+      assert(ws:send("héllo"))
+      assert.same({"héllo", "text"}, {ws:receive()})
+      assert(ws:send("\0\1\2\255", "binary"))
+      assert.same({"\0\1\2\255", "binary"}, {ws:receive()})
+      assert(ws:send(""))
+      assert.same({"", "text"}, {ws:receive()})
+      local big = string.rep("0123456789", 300000)
+      assert(ws:send(big, "binary"))
+      local got = ws:receive()
+      assert.equal(#big, #got)
+      assert.equal(big, got)
+      assert(ws:ping("abc"))
+      assert(ws:close(4000, "bye"))
+      assert.equal(4000, ws.close_code)
+      assert.same({nil, 4000, ""}, {ws:receive()})
+      assert.same({nil, "send: the websocket is closed", "ECLOSED"}, {ws:send("x")})
+    end)
+  end)
+
+  it("negotiates a subprotocol by the server's preference, and none when none match", function()
+    serve(echo_app {protocols = {"v2", "v1"}}, function(port)
+      local url = "ws://127.0.0.1:" .. port .. "/echo"
+      local ws = assert(http.websocket(url, {protocols = {"v1", "v2"}}))
+      assert.equal("v2", ws.protocol)
+      ws:close()
+      ws = assert(http.websocket(url, {protocols = {"other"}}))
+      assert.is_nil(ws.protocol)
+      ws:close()
+    end)
+  end)
+
+  it("hands the handler the request, and ends with the handler's close code", function()
+    serve(function(app)
+      app:websocket("/rooms/{room}", function(ws, req)
+        assert.equal(ws.request, req)
+        ws:send(req.params.room .. " " .. req.headers:get("x-token", "-"))
+        ws:close(4321, "room closed")
+      end)
+    end, function(port)
+      local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/rooms/lua",
+                                               {headers = {["X-Token"] = "t1"}}))
+      assert.equal("lua t1", ws:receive())
+      assert.same({nil, 4321, "room closed"}, {ws:receive()})
+    end)
+  end)
+
+  it("answers a plain GET on a websocket route with 426", function()
+    serve(echo_app(), function(port)
+      local s = assert(net.connect("127.0.0.1", port))
+      s:write("GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local head = s:read_until("\r\n\r\n")
+      s:close()
+      assert.truthy(head:find("^HTTP/1.1 426"))
+      assert.truthy(head:find("Upgrade: websocket", 1, true))
+    end)
+  end)
+
+  it("reassembles fragments with a ping in between, and keeps frames sent with the head",
+     function()
+    serve(echo_app(), function(port)
+      local s = raw_connect(port)
+      s:write(frame(1, "frag", {fin = false}) .. frame(9, "in-between")
+              .. frame(0, "men", {fin = false}) .. frame(0, "ted"))
+      assert.same({10, "in-between", true}, {read_frame(s)})  -- the pong comes first
+      assert.same({1, "fragmented", true}, {read_frame(s)})
+      s:write(frame(8, string.pack(">I2", 1000)))
+      expect_close(s, 1000)
+      -- a client that sends its first frames in the same packet as the handshake
+      s = raw_connect(port, "/echo", frame(1, "early") .. frame(2, "bird"))
+      assert.same({1, "early", true}, {read_frame(s)})
+      assert.same({2, "bird", true}, {read_frame(s)})
+      s:write(frame(8, ""))
+      local op, payload = read_frame(s)
+      assert.same({8, ""}, {op, payload})  -- no code in, none out
+      s:close()
+    end)
+  end)
+
+  it("fails the connection on broken rules with the right close code", function()
+    local codes = {}
+    serve(function(app)
+      app:websocket("/echo", function(ws)
+        for m, kind in ws:messages() do ws:send(m, kind) end
+        codes[#codes + 1] = ws.close_code
+      end, {max_message = 1000})
+    end, function(port)
+      local cases = {
+        {frame(1, "unmasked", {unmasked = true}), 1002},
+        {frame(1, "\xff\xfe"), 1007},                          -- invalid UTF-8
+        {frame(1, "\xed\xa0\x80"), 1007},                      -- a UTF-16 surrogate
+        {frame(1, "ab", {fin = false}) .. frame(1, "cd"), 1002}, -- new message mid-message
+        {frame(0, "cont"), 1002},                              -- continuation of nothing
+        {frame(9, "ping", {fin = false}), 1002},               -- fragmented control frame
+        {frame(9, string.rep("p", 126)), 1002},                -- control frame too long
+        {frame(1, "x", {rsv = 0x40}), 1002},                   -- RSV1 without an extension
+        {frame(3, "x"), 1002},                                 -- reserved opcode
+        {frame(2, string.rep("b", 1001)), 1009},               -- max_message
+        {frame(2, string.rep("b", 600), {fin = false}) .. frame(0, string.rep("b", 600)), 1009},
+        {frame(8, string.pack(">I2", 1005)), 1002},            -- a code never sent
+        {frame(8, "x"), 1002},                                 -- a 1-byte close payload
+      }
+      for i, case in ipairs(cases) do
+        local s = raw_connect(port)
+        s:write(case[1])
+        local op, payload = read_frame(s)
+        assert.equal(8, op, "case " .. i)
+        assert.equal(case[2], string.unpack(">I2", payload), "case " .. i)
+        assert.is_nil(read_frame(s), "case " .. i .. ": the server closes the connection")
+        s:close()
+      end
+      corio.sleep(0.05)
+      assert.equal(#cases, #codes)
+    end)
+  end)
+
+  it("ends a connection whose peer stopped answering pings with 1006", function()
+    local got = {}
+    serve(function(app)
+      app:websocket("/echo", function(ws)
+        local t0 = corio.now()
+        got = {ws:receive()}
+        got.elapsed = corio.now() - t0
+      end, {ping_interval = 0.1, ping_timeout = 0.1})
+    end, function(port)
+      local s = raw_connect(port)
+      assert.equal(9, (read_frame(s)))  -- a ping, never answered
+      corio.sleep(0.5)
+      s:close()
+      assert.same({nil, 1006}, {got[1], got[2]})
+      assert.truthy(got[3]:find("ping timeout", 1, true))
+      assert.truthy(got.elapsed < 2)
+    end)
+  end)
+
+  it("keeps a peer that answers pings", function()
+    serve(echo_app {ping_interval = 0.05, ping_timeout = 0.2}, function(port)
+      local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/echo"))
+      -- receiving answers the server's pings
+      local r = corio.spawn(function() return ws:receive() end)
+      corio.sleep(0.5)
+      assert(ws:send("still here"))
+      assert.equal("still here", r:await())
+    end)
+  end)
+
+  it("lets one task receive while another sends and closes", function()
+    serve(echo_app(), function(port)
+      local ws = assert(http.websocket("ws://127.0.0.1:" .. port .. "/echo"))
+      local seen = {}
+      local reader = corio.spawn(function()
+        for m in ws:messages() do seen[#seen + 1] = m end
+        return ws.close_code
+      end)
+      local senders = {}
+      for i = 1, 5 do
+        senders[i] = corio.spawn(function()
+          for j = 1, 20 do assert(ws:send(("%d-%d"):format(i, j))) end
+        end)
+      end
+      for _, t in ipairs(senders) do t:await() end
+      while #seen < 100 do corio.sleep(0.01) end
+      ws:close()
+      assert.equal(1000, reader:await())
+      assert.equal(100, #seen)
+    end)
+  end)
+
+  it("refuses a server that does not switch protocols", function()
+    serve(function(app) app:get("/plain", function() return "no" end) end, function(port)
+      local ws, msg, code = http.websocket("ws://127.0.0.1:" .. port .. "/plain")
+      assert.is_nil(ws)
+      assert.equal("EHANDSHAKE", code)
+      assert.truthy(msg:find("200", 1, true))
+    end)
+  end)
+
+  describe("with Python's websockets", function()
+    local pit = have_websockets and it or pending
+
+    pit("serves a Python client: fragments, pings, a large message, its close code", function()
+      local closed
+      serve(function(app)
+        app:websocket("/echo", function(ws)
+          for m, kind in ws:messages() do assert(ws:send(m, kind)) end
+          closed = {ws.close_code, ws.close_reason}
+        end, {protocols = {"chat"}})
+      end, function(port)
+        local r = assert(process.run {PY, FIXTURES .. "ws_client.py",
+                                      "ws://127.0.0.1:" .. port .. "/echo", timeout = 20})
+        assert.equal("", r.stderr)
+        assert.equal(table.concat({
+          "protocol chat", "text héllo", "binary bytes 3", "fragmented frag1 frag2 frag3",
+          "pong", "big 300000", "closed 4001", ""}, "\n"), r.stdout)
+        assert.same({4001, "done"}, closed)
+      end)
+    end)
+
+    pit("connects to a Python server: echo, its pings, its close", function()
+      corio.run(function()
+        local p <close> = assert(process.spawn {PY, FIXTURES .. "ws_server.py",
+                                                stdout = "pipe", stderr = "inherit"})
+        local port = tonumber(assert(p.stdout:read_line()))
+        local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/",
+                                                 {protocols = {"chat"}}))
+        assert.equal("chat", ws.protocol)
+        assert(ws:send("héllo"))
+        assert.same({"héllo", "text"}, {ws:receive()})
+        local big = string.rep("z", 1000000)
+        assert(ws:send(big, "binary"))
+        assert.equal(big, (ws:receive()))
+        assert(ws:send("ping-me"))
+        assert.equal("ping-me", (ws:receive()))  -- answered its ping meanwhile
+        assert(ws:send("close-me"))
+        assert.same({nil, 4002, "asked"}, {ws:receive()})
+        p:terminate()
+        p:wait()
+      end)
+    end)
+  end)
+end)
