@@ -259,6 +259,45 @@ describe("corio.websocket", function()
     end)
   end)
 
+  it("examples/ws_chat.lua: two clients chat through the server, the page is served", function()
+    corio.run(function()
+      local port = (function()
+        local s = assert(web.Application():listen {host = "127.0.0.1", port = 0})
+        local n = s.port
+        s:close()
+        return n
+      end)()
+      local p <close> = assert(process.spawn {os.getenv("CORIO") or "build/corio",
+                                              "examples/ws_chat.lua", tostring(port),
+                                              stdout = "null", stderr = "inherit"})
+      local url = "ws://127.0.0.1:" .. port .. "/ws"
+      local a
+      for _ = 1, 100 do
+        a = http.websocket(url .. "?name=ada", {protocols = {"chat"}})
+        if a then break end
+        corio.sleep(0.05)
+      end
+      assert(a, "the chat server did not start")
+      assert.equal("chat", a.protocol)
+      assert.equal("* ada joined", a:receive())
+      local b = assert(http.websocket(url .. "?name=bob"))
+      assert.equal("* bob joined", b:receive())
+      assert.equal("* bob joined", a:receive())
+      assert(a:send("hello bob"))
+      assert.equal("ada: hello bob", b:receive())
+      assert.equal("ada: hello bob", a:receive())
+      assert(b:send("hi ada ✓"))
+      assert.equal("bob: hi ada ✓", a:receive())
+      b:close()
+      assert.equal("* bob left", a:receive())
+      a:close()
+      local page = assert(http.get("http://127.0.0.1:" .. port .. "/"))
+      assert.truthy(page:text():find("new WebSocket", 1, true))
+      p:terminate()
+      p:wait()
+    end)
+  end)
+
   describe("with Python's websockets", function()
     local pit = have_websockets and it or pending
 
