@@ -450,8 +450,7 @@ local function upgrade(req, fn, opts)
     return Upgraded
   end
   if is_cancelled(r[2]) then
-    ws._s:abort()
-    ws:close(1001)
+    ws:_abort(1001, "cancelled")  -- no handshake: a cancelled task does not wait
   else
     pcall(ws.close, ws, 1011)
   end

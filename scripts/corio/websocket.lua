@@ -257,8 +257,7 @@ end
 -- gets it: close returns at once then), then the TCP connection closes. Idempotent.
 function WebSocket:close(code, reason)
   code = code or 1000
-  if math.type(code) ~= "integer" or not (code == 1000 or code == 1001 or code == 1011
-      or (code >= 3000 and code <= 4999) or valid_code(code)) then
+  if math.type(code) ~= "integer" or not valid_code(code) then
     error(format("close: invalid close code %s", tostring(code)), 2)
   end
   reason = reason or ""
