@@ -198,6 +198,31 @@ describe("corio.websocket", function()
     end)
   end)
 
+  it("survives random bytes after the handshake: each connection ends, nothing is left", function()
+    local ended = 0
+    serve(function(app)
+      app:websocket("/echo", function(ws)
+        for m, kind in ws:messages() do ws:send(m, kind) end
+        ended = ended + 1
+      end, {max_message = 1 << 16})
+    end, function(port)
+      math.randomseed(16)
+      for i = 1, 60 do
+        local t = {}
+        for j = 1, math.random(1, 300) do t[j] = string.char(math.random(0, 255)) end
+        -- half the time, a valid masked header first so that the rules past it are reached
+        local data = (i % 2 == 0 and frame(1, "ok") or "") .. table.concat(t)
+        local s = raw_connect(port, "/echo", data)
+        s:close_write()
+        corio.timeout(5, function() while s:read() do end end)
+        s:close()
+      end
+      local deadline = corio.now() + 5
+      while ended < 60 and corio.now() < deadline do corio.sleep(0.01) end
+      assert.equal(60, ended)
+    end)
+  end)
+
   it("ends a connection whose peer stopped answering pings with 1006", function()
     local got = {}
     serve(function(app)
