@@ -47,12 +47,22 @@ local function send_frame(ws, op, data)
   end
   local lock = ws._lock
   lock:acquire()
-  local guard <close> = setmetatable({}, {__close = function() lock:release() end})
   local s = ws._s
+  -- A big frame goes in two writes (no copy of the payload). A task cancelled between them
+  -- (its first write waited for the peer) leaves half a frame on the wire: the connection
+  -- cannot go on, and is cut.
+  local partial = false
+  local guard <close> = setmetatable({}, {__close = function()
+    lock:release()
+    if partial then ws:_abort(1006, "a send was cancelled part way through a frame") end
+  end})
   if n < 4096 then return s:write(head .. data) end
+  partial = true
   local ok, msg, code = s:write(head)
   if not ok then return nil, msg, code end
-  return s:write(data)
+  ok, msg, code = s:write(data)
+  partial = false
+  return ok, msg, code
 end
 
 -- The connection is over: remember why (the first reason wins), close the stream (abortive
