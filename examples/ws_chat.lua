@@ -61,6 +61,6 @@ app:websocket("/ws", function(ws, request)
   clients[ws] = q
   broadcast("* " .. name .. " joined")
   for text in ws:messages() do broadcast(name .. ": " .. text) end
-end, {protocols = {"chat"}, ping_interval = 30, max_message = 4096})
+end, {protocols = {"chat"}, ping_interval = 30, max_message = 4096, compress = true})
 
 web.run_app(app, {host = "127.0.0.1", port = tonumber(arg[1]) or 8080})

@@ -85,6 +85,9 @@ describe("ws_chat in headless Chromium", function()
         poll(call, "document.body && document.body.dataset.open === '1'", name .. "'s socket")
       end
       local ada, bob = pages[1].call, pages[2].call
+      -- the example turns compression on: the browser's messages are deflated
+      assert.equal("permessage-deflate; server_no_context_takeover", eval(ada, "ws.extensions"))
+      assert.equal("chat", eval(bob, "ws.protocol"))
       poll(ada, "document.getElementById('log').innerText.includes('* bob joined')",
            "ada to see bob join")
       eval(ada, "document.getElementById('text').value = 'hello from ada';"

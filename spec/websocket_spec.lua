@@ -35,9 +35,10 @@ end
 
 -- ---- a hand-made client: the handshake, then raw frames ------------------------------------
 
-local function raw_connect(port, path, extra)
+local function raw_connect(port, path, extra, headers)
   local s = assert(net.connect("127.0.0.1", port))
   assert(s:write("GET " .. (path or "/echo") .. " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 .. (headers or "")
                  .. "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  .. "Sec-WebSocket-Version: 13\r\n\r\n" .. (extra or "")))
   local head = assert(s:read_until("\r\n\r\n"))
@@ -223,6 +224,53 @@ describe("corio.websocket", function()
     end)
   end)
 
+  it("permessage-deflate: inflates within max_message, refuses bombs and misplaced RSV1",
+     function()
+    local deflate = require("corio._websocket").deflate
+    serve(function(app)
+      app:websocket("/echo", function(ws)
+        for m, kind in ws:messages() do ws:send(m, kind) end
+      end, {compress = true, max_message = 1000})
+    end, function(port)
+      local offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+      local z = {rsv = 0x40}
+      -- two compressed messages on one stream (context takeover on the client's side), one
+      -- of them fragmented
+      local s = raw_connect(port, "/echo", nil, offer)
+      local m1 = deflate("hello hello hello")
+      s:write(frame(1, m1, z))
+      local op, payload = read_frame(s)
+      assert.equal(1, op)
+      local inflater = require("corio._websocket").inflater()
+      assert.equal("hello hello hello", inflater:inflate(payload, 1000))
+      local m2 = deflate(string.rep("ab", 400))
+      s:write(frame(2, m2:sub(1, 5), {rsv = 0x40, fin = false}) .. frame(0, m2:sub(6)))
+      op, payload = read_frame(s)
+      assert.equal(2, op)
+      assert.equal(string.rep("ab", 400), inflater:inflate(payload, 1000))
+      s:write(frame(8, string.pack(">I2", 1000)))
+      expect_close(s, 1000)
+      local cases = {
+        {frame(1, deflate(string.rep("a", 2000000)), z), 1009},  -- 2 MB from 2 KB
+        {frame(1, "\xff\xff\xff\xff", z), 1007},                -- not deflate data
+        {frame(9, "", z), 1002},                                 -- RSV1 on a control frame
+        {frame(1, "a", {fin = false}) .. frame(0, "b", z), 1002}, -- RSV1 on a continuation
+      }
+      for i, case in ipairs(cases) do
+        s = raw_connect(port, "/echo", nil, offer)
+        s:write(case[1])
+        op, payload = read_frame(s)
+        assert.equal(8, op, "case " .. i)
+        assert.equal(case[2], string.unpack(">I2", payload), "case " .. i)
+        s:close()
+      end
+      -- without the offer, RSV1 is a protocol error
+      s = raw_connect(port, "/echo")
+      s:write(frame(1, m1, z))
+      expect_close(s, 1002)
+    end)
+  end)
+
   it("ends a connection whose peer stopped answering pings with 1006", function()
     local got = {}
     serve(function(app)
@@ -383,9 +431,26 @@ describe("corio.websocket", function()
                                       "ws://127.0.0.1:" .. port .. "/echo", timeout = 20})
         assert.equal("", r.stderr)
         assert.equal(table.concat({
-          "protocol chat", "text héllo", "binary bytes 3", "fragmented frag1 frag2 frag3",
-          "pong", "big 300000", "closed 4001", ""}, "\n"), r.stdout)
+          "protocol chat", "extensions none", "text héllo", "binary bytes 3",
+          "fragmented frag1 frag2 frag3", "pong", "big 300000", "closed 4001", ""}, "\n"),
+          r.stdout)
         assert.same({4001, "done"}, closed)
+      end)
+    end)
+
+    pit("speaks permessage-deflate with a Python client when compress is on", function()
+      serve(function(app)
+        app:websocket("/echo", function(ws)
+          for m, kind in ws:messages() do assert(ws:send(m, kind)) end
+        end, {protocols = {"chat"}, compress = true, max_message = 1 << 20})
+      end, function(port)
+        local r = assert(process.run {PY, FIXTURES .. "ws_client.py",
+                                      "ws://127.0.0.1:" .. port .. "/echo", timeout = 20})
+        assert.equal("", r.stderr)
+        assert.equal(table.concat({
+          "protocol chat", "extensions permessage-deflate", "text héllo", "binary bytes 3",
+          "fragmented frag1 frag2 frag3", "pong", "big 300000", "closed 4001", ""}, "\n"),
+          r.stdout)
       end)
     end)
 

@@ -426,12 +426,15 @@ local function upgrade(req, fn, opts)
   for _, p in ipairs(opts.protocols or {}) do
     if offered[p] then proto = p; break end
   end
+  local ext = opts.compress and websocket.negotiate_deflate(
+    concat(h:get_all("sec-websocket-extensions"), ",")) or nil
   local stream, buffered = C.detach(req._conn)
   if not stream then error(ClientGone.new(buffered), 0) end
   req._detached, req._answered, req._conn = true, true, nil
   local head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                .. "Sec-WebSocket-Accept: " .. websocket.accept_key(key) .. "\r\n"
-               .. (proto and "Sec-WebSocket-Protocol: " .. proto .. "\r\n" or "") .. "\r\n"
+               .. (proto and "Sec-WebSocket-Protocol: " .. proto .. "\r\n" or "")
+               .. (ext and "Sec-WebSocket-Extensions: " .. ext .. "\r\n" or "") .. "\r\n"
   local ok, werr = stream:write(head)
   if not ok then
     stream:abort()
@@ -439,7 +442,8 @@ local function upgrade(req, fn, opts)
   end
   local ws = websocket.new(stream, {max_message = opts.max_message, protocol = proto,
                                     ping_interval = opts.ping_interval,
-                                    ping_timeout = opts.ping_timeout, buffered = buffered})
+                                    ping_timeout = opts.ping_timeout, buffered = buffered,
+                                    deflate = ext ~= nil})
   ws.request = req
   local sessions = req._sessions
   sessions[ws] = true

@@ -35,12 +35,16 @@ end
 -- by frame, never inside one). A client masks every frame with a fresh key; a server never
 -- masks. Returns true | nil, msg, code.
 local function send_frame(ws, op, data)
+  local b1 = 0x80 | op
+  if ws._inflater and op < 8 then  -- permessage-deflate: data messages only, RSV1 set
+    data, b1 = C.deflate(data), b1 | 0x40
+  end
   local n = #data
   local mbit = ws._client and 0x80 or 0
   local head
-  if n < 126 then head = pack(">BB", 0x80 | op, mbit | n)
-  elseif n < 65536 then head = pack(">BBI2", 0x80 | op, mbit | 126, n)
-  else head = pack(">BBI8", 0x80 | op, mbit | 127, n) end
+  if n < 126 then head = pack(">BB", b1, mbit | n)
+  elseif n < 65536 then head = pack(">BBI2", b1, mbit | 126, n)
+  else head = pack(">BBI8", b1, mbit | 127, n) end
   if mbit ~= 0 then
     local key = C.random(4)
     head, data = head .. key, mask(data, key)
@@ -113,7 +117,17 @@ local function lost(ws, msg)
   return nil, ws.close_code, ws.close_reason
 end
 
-local function message(ws, data, op)
+local function message(ws, data, op, compressed)
+  if compressed then
+    local why
+    data, why = ws._inflater:inflate(data, ws._max)
+    if not data then
+      if why == "too big" then
+        return fail(ws, 1009, format("message longer than %d bytes", ws._max))
+      end
+      return fail(ws, 1007, "invalid compressed data")
+    end
+  end
   if op == OP_TEXT then
     if not utf8.len(data) then return fail(ws, 1007, "text message is not valid UTF-8") end
     return data, "text"
@@ -150,7 +164,13 @@ local function receive(ws)
       local b1, b2 = byte(b, 1, 2)
       local op, len = b1 & 0x0F, b2 & 0x7F
       local fin, masked = b1 & 0x80 ~= 0, b2 & 0x80 ~= 0
-      if b1 & 0x70 ~= 0 then return fail(ws, 1002, "reserved bits set without an extension") end
+      local rsv1 = b1 & 0x40 ~= 0
+      if b1 & 0x30 ~= 0 or (rsv1 and not ws._inflater) then
+        return fail(ws, 1002, "reserved bits set without an extension")
+      end
+      if rsv1 and (op >= 8 or op == OP_CONT) then
+        return fail(ws, 1002, "RSV1 on a control or continuation frame")
+      end
       if masked == ws._client then
         return fail(ws, 1002, ws._client and "masked frame from the server"
                                          or "unmasked frame from the client")
@@ -166,7 +186,7 @@ local function receive(ws)
       elseif op ~= OP_CONT and ws._parts then
         return fail(ws, 1002, "new message inside a fragmented message")
       end
-      h = {op = op, fin = fin, len = len, masked = masked,
+      h = {op = op, fin = fin, len = len, masked = masked, rsv1 = rsv1,
            need = (len == 126 and 2 or len == 127 and 8 or 0) + (masked and 4 or 0)}
       ws._hdr = h
     end
@@ -199,15 +219,15 @@ local function receive(ws)
     elseif op == OP_CLOSE then
       return on_close(ws, data)
     elseif h.fin and not ws._parts then
-      return message(ws, data, op)
+      return message(ws, data, op, h.rsv1)
     else
-      if op ~= OP_CONT then ws._parts, ws._op, ws._size = {}, op, 0 end
+      if op ~= OP_CONT then ws._parts, ws._op, ws._size, ws._z = {}, op, 0, h.rsv1 end
       local parts = ws._parts
       parts[#parts + 1] = data
       ws._size = ws._size + #data
       if h.fin then
         ws._parts, ws._size = nil, 0
-        return message(ws, concat(parts), ws._op)
+        return message(ws, concat(parts), ws._op, ws._z)
       end
     end
   end
@@ -323,7 +343,8 @@ local function pinger(ws, interval, timeout)
 end
 
 -- websocket.new(stream, {client =, max_message =, ping_interval =, ping_timeout =,
---                        protocol =, buffered =, close_timeout =}) -> ws
+--                        protocol =, buffered =, close_timeout =, deflate =}) -> ws
+-- deflate: permessage-deflate was negotiated (server side: server_no_context_takeover)
 function M.new(stream, opts)
   opts = opts or {}
   local ws = setmetatable({
@@ -332,6 +353,7 @@ function M.new(stream, opts)
     _closed = false, _sent_close = false, _got_close = false, _reading = false,
     _seen = now(), _close_timeout = opts.close_timeout or CLOSE_TIMEOUT,
     protocol = opts.protocol,
+    _inflater = opts.deflate and C.inflater() or nil,
   }, WebSocket)
   if stream.set_nodelay then stream:set_nodelay(true) end
   local interval = opts.ping_interval
@@ -342,6 +364,27 @@ function M.new(stream, opts)
 end
 
 M.accept_key = C.accept
+
+-- The server's answer to a client's Sec-WebSocket-Extensions (a string, or nil): the
+-- permessage-deflate response to accept, or nil. We compress each message on its own
+-- (server_no_context_takeover, always announced) with a 32 KiB window, and inflate with one:
+-- offers asking for a smaller server window, or with unknown parameters, are declined.
+function M.negotiate_deflate(header)
+  for offer in (header or ""):gmatch("[^,]+") do
+    local name, params = offer:match("^%s*([%w%-]+)%s*(.*)$")
+    if name == "permessage-deflate" then
+      local ok = true
+      for param in params:gmatch(";%s*([^;]+)") do
+        local k, v = param:match("^([%w_]+)%s*=?%s*\"?([^\"%s]*)")
+        if k == "server_max_window_bits" then ok = ok and v == "15"
+        elseif k ~= "client_max_window_bits" and k ~= "server_no_context_takeover"
+            and k ~= "client_no_context_takeover" then ok = false end
+      end
+      if ok then return "permessage-deflate; server_no_context_takeover" end
+    end
+  end
+  return nil
+end
 
 -- ---- the client -------------------------------------------------------------------------
 
