@@ -59,6 +59,20 @@ describe("corio.redis", function()
     r:close()
   end))
 
+  it("closes a client whose reader has a reply waiting, without a lost task error",
+     with_server(function(srv)
+    -- The reader was woken by data when close() aborted the stream: it must stop, not read a
+    -- closed stream (seen in examples/redis_workers.lua's connect-and-close probe).
+    for _ = 1, 50 do
+      local r = assert(redis.connect{path = srv.path})
+      local callers = {}
+      for i = 1, 5 do callers[i] = corio.spawn(function() return r:call("PING") end) end
+      for _ = 1, math.random(0, 3) do corio.sleep(0) end
+      r:close()
+      corio.gather(callers, {return_errors = true})
+    end
+  end))
+
   it("fails a connection clearly", function()
     corio.run(function()
       local r, msg, code = redis.connect{path = "/nonexistent/redis.sock", timeout = 1}
