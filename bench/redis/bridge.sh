@@ -11,7 +11,7 @@ CORIO=${CORIO:-../../build/corio}
 DIR=$(mktemp -d)
 taskset -c 0 redis-server --port $PORT --save '' --appendonly no --dir "$DIR" --daemonize yes \
   --pidfile "$DIR/pid" --logfile "$DIR/log"
-trap 'kill $(cat "$DIR/pid"); rm -rf "$DIR"' EXIT
+trap 'kill $(cat "$DIR/pid"); sleep 0.3; rm -rf "$DIR"' EXIT
 sleep 0.3
 
 one() {

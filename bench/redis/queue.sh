@@ -12,7 +12,7 @@ CORIO=${CORIO:-../../build/corio}
 DIR=$(mktemp -d)
 taskset -c 0 redis-server --port $PORT --save '' --appendonly no --dir "$DIR" --daemonize yes \
   --pidfile "$DIR/pid" --logfile "$DIR/log"
-trap 'kill $(cat "$DIR/pid"); rm -rf "$DIR"' EXIT
+trap 'kill $(cat "$DIR/pid"); sleep 0.3; rm -rf "$DIR"' EXIT
 sleep 0.3
 [ -d node_modules/bullmq ] || npm install --silent --prefix . --no-save --no-package-lock bullmq >/dev/null 2>&1
 echo "bullmq $(node -p "require('bullmq/package.json').version"), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
