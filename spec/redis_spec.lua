@@ -291,6 +291,28 @@ end)
 describe("corio.redis.bridge", function()
   after_each(support.assert_clean)
 
+  it("forwards a burst through a bridge in batches, in order, echoing nothing",
+     with_server(function(srv)
+    local r = assert(redis.connect{path = srv.path})
+    local a, b = corio.Bus(), corio.Bus()
+    local ba = assert(redis.bridge(a, r, {patterns = {"n.#"}}))
+    local bb = assert(redis.bridge(b, r, {patterns = {"n.#"}}))
+    local sb = b:subscribe("n.#", {size = 5000})
+    for i = 1, 3000 do a:publish("n.x", i) end   -- more than one batch (512) waits at once
+    a:publish("other", 0)                          -- not bridged, never forwarded
+    for i = 1, 3000 do
+      local topic, m = corio.wait_for(function() return sb:get() end, 5)
+      assert.equal("n.x", topic)
+      assert.equal(i, m)
+    end
+    corio.sleep(0.1)
+    assert.equal(0, sb:pending())
+    assert.equal(3000, ba.forwarded); assert.equal(3000, bb.received)
+    assert.equal(0, bb.forwarded); assert.equal(0, ba.received)
+    ba:close(); bb:close(); sb:close()
+    r:close()
+  end))
+
   it("carries a Bus across bridges with word matching and no echo", with_server(function(srv)
     local r = assert(redis.connect{path = srv.path})
     local a, b = corio.Bus(), corio.Bus()
