@@ -25,7 +25,7 @@ end
 
 local function process_message(name, job)
   say(("[%s] Processing message: %s (attempt %d)"):format(name, job.value.text, job.attempt))
-  corio.sleep(0.1)
+  corio.sleep(0.2)
   say(("[%s] Message processed successfully: %s"):format(name, job.value.text))
 end
 
@@ -118,8 +118,9 @@ local function launch(n)
 
   corio.wait_for(function() victim_busy:wait() end, 30)
   b:kill("KILL")   -- mid-message: the job it holds is neither acked nor failed
-  print("[launcher] killed consumer-b in the middle of a message")
   b:wait()
+  corio.gather({followers[2]})   -- its last lines are printed before we say it is dead
+  print("[launcher] killed consumer-b in the middle of a message")
 
   corio.wait_for(function() done:wait() end, 30)
   prod:wait()
