@@ -21,27 +21,9 @@ local BATCH_MAX = 512 -- PUBLISHes per pipeline
 local Bridge = {__name = "corio.redis.Bridge"}
 Bridge.__index = Bridge
 
-local function split(s)
-  local w = {}
-  for x in s:gmatch("[^.]+") do w[#w + 1] = x end
-  return w
-end
-
-local function match(pw, i, tw, j)
-  while true do
-    local p = pw[i]
-    if p == nil then return tw[j] == nil end
-    if p == "#" then
-      for k = j, #tw + 1 do
-        if match(pw, i + 1, tw, k) then return true end
-      end
-      return false
-    end
-    local t = tw[j]
-    if t == nil or (p ~= "*" and p ~= t) then return false end
-    i, j = i + 1, j + 1
-  end
-end
+-- The Bus's own word rules: a message Redis's glob let through is matched again with them.
+local bus_rules = require "corio.bus"
+local split, match = bus_rules._split, bus_rules._match
 
 -- Does topic match one of the bridge's patterns (the Bus's word rules)?
 local function wanted(self, topic)
