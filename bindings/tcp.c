@@ -85,7 +85,7 @@ static int tcp_connect(lua_State *L) {
   struct sockaddr_storage addr;
   char target[64];
   luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
-  snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+  corio__host_port(target, sizeof target, host, port);
   int r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
                             : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
   if (r) return corio__fail(L, "connect", target, r);

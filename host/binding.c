@@ -1,6 +1,8 @@
 /* The binding API's shared pieces (binding.h): accessors over the opaque runtime and task
  * records, waiter slots, handle boxes, classes and the out-of-memory helpers. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <string.h>
 
 #include "runtime.h"
@@ -146,6 +148,10 @@ void corio__class(lua_State *L, const char *name, const luaL_Reg *methods,
 }
 
 /* ---- out of memory ------------------------------------------------------------------------- */
+
+void corio__host_port(char *buf, size_t size, const char *host, int port) {
+  snprintf(buf, size, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
 
 int corio__nomem(lua_State *L) {
   lua_pushliteral(L, "not enough memory");

@@ -194,6 +194,8 @@ void corio__class(lua_State *L, const char *name, const luaL_Reg *methods,
 int corio__push_errmsg(lua_State *L, int idx); /* tostring that survives nil/tables */
 int corio__fail(lua_State *L, const char *op, const char *target, int uverr); /* nil,msg,code */
 int corio__nomem(lua_State *L); /* raises Lua's memory error */
+/* "host:port", or "[host]:port" for an IPv6 address, for messages (truncated to fit). */
+void corio__host_port(char *buf, size_t size, const char *host, int port);
 void *corio__xmalloc(lua_State *L, size_t n); /* malloc, or raise the memory error */
 
 /* ---- embedded scripts ----------------------------------------------------------------------

@@ -616,12 +616,16 @@ static int no_live_tasks(corio_runtime *rt) {
 static void cancel_tasks(corio_runtime *rt) {
   lua_State *L = rt->L;
   int rounds = 0;
-  while (rt->live_tasks > 0 && rounds++ < 4) {
+  /* After a task or the scheduler ran out of memory, unwinding the others would run at the
+   * edge of memory, each allocation costing a full collection (or failing): they are dropped
+   * instead, their cleanup unrun (lua_close still collects them). */
+  while (rt->live_tasks > 0 && !rt->oom && !rt->nomem && rounds++ < 4) {
     lua_pushcfunction(L, cancel_all_p);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
-    while (rt->live_tasks > 0 && corio__turn(rt, UV_RUN_ONCE, no_live_tasks)) {
+    while (rt->live_tasks > 0 && !rt->oom && !rt->nomem && corio__turn(rt, UV_RUN_ONCE, no_live_tasks)) {
     }
   }
+  if (rt->oom || rt->nomem) corio__drop_ready(rt);
   /* Handles the cleanup closed get their close callbacks now, while the state they may
    * unanchor from is still open (one iteration delivers every pending close). */
   corio__turn(rt, UV_RUN_NOWAIT, NULL);

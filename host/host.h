@@ -18,6 +18,7 @@ int corio__turn(corio_runtime *rt, uv_run_mode mode, int (*skip_poll)(corio_runt
 
 /* Tasks or done callbacks are waiting for their turn. */
 int corio__has_ready(corio_runtime *rt);
+void corio__drop_ready(corio_runtime *rt); /* shutdown after a memory error: run none of them */
 
 /* Run the loop until no task is left and no handle keeps it alive (the end of a script).
  * Returns -1 (doing nothing) inside the loop. */

@@ -131,6 +131,7 @@ struct corio_runtime {
   int debug;                /* capture full spawn tracebacks */
   int eager_report;         /* report a failed task with no listener at once (the REPL) */
   int oom;                  /* the scheduler's own bookkeeping ran out of memory: loop stopped */
+  int nomem;                /* tasks that died of a memory error (shutdown then drops the rest) */
   int timing;               /* measure each task's run time (corio.set_debug{times = true}) */
   uint64_t tasks_created, tasks_finished, resumes; /* corio.stats() */
   corio_watchdog *watchdog; /* the stall watchdog (watchdog.c), or NULL */

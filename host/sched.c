@@ -42,6 +42,18 @@ void corio__set_priority(corio_runtime *rt, corio_task *t, int priority) {
   t->priority = priority;
 }
 
+/* Shutdown after a memory error: the ready tasks are not run any more (lua_close collects
+ * them, their cleanup unrun): at the memory edge each would fail, and registering thousands
+ * of failed tasks for finalization costs a walk of the heap each. */
+void corio__drop_ready(corio_runtime *rt) {
+  for (corio_task *t = rt->ready_head, *next; t; t = next) {
+    next = t->next_ready;
+    t->next_ready = NULL;
+  }
+  rt->ready_head = rt->ready_tail = NULL;
+  rt->ready_prio = 0;
+}
+
 int corio__has_ready(corio_runtime *rt) {
   return rt->ready_head || rt->soon_pending;
 }
@@ -116,7 +128,10 @@ void corio__finish(lua_State *L, int tidx, corio_task *t, int outcome) {
     had_listeners = 1;
     queue_callbacks(L, tidx);
   }
-  if (outcome == CORIO_ERROR) {
+  /* A failed task gets the metatable with __gc (its error is reported if nobody looks), but
+   * not once tasks die of memory errors: setting a finalizer walks the heap, and a storm of
+   * such failures at the memory edge would take quadratic time. */
+  if (outcome == CORIO_ERROR && !rt->nomem) {
     corio__mark_failed(L, tidx);
   }
   if (outcome == CORIO_ERROR && !had_listeners && rt->eager_report) corio__report(rt, L, tidx);
@@ -156,6 +171,7 @@ static int task_msgh(lua_State *co) {
 
 static int task_entry_k(lua_State *co, int status, lua_KContext ctx) {
   (void)ctx;
+  if (status == LUA_ERRMEM) corio__rt(co)->nomem++; /* re-raised below as a plain error */
   if (status != LUA_OK && status != LUA_YIELD) return lua_error(co); /* its <close>s have run */
   return lua_gettop(co) - 1; /* the body's results, above the message handler */
 }
@@ -250,11 +266,13 @@ static void step(corio_runtime *rt, corio_task *t) {
     corio__finish(L, tidx, t, CORIO_OK);
   } else {
     int outcome = corio__is_cancelled(co, -1) ? CORIO_CANCELLED : CORIO_ERROR;
-    if (outcome == CORIO_ERROR && lua_status(co) != LUA_OK &&
+    if (st == LUA_ERRMEM) rt->nomem++;
+    if (outcome == CORIO_ERROR && st != LUA_ERRMEM && lua_status(co) != LUA_OK &&
         !(corio__push_extras(L, tidx, 0) == LUA_TTABLE &&
           lua_getfield(L, -1, "traceback") == LUA_TSTRING)) {
       /* failed outside the body (the message handler took none): the stack is intact until
-       * the thread is reset, take the traceback now */
+       * the thread is reset, take the traceback now (not for a memory error: it would need
+       * the memory that just ran out) */
       corio__push_extras(L, tidx, 1);
       luaL_traceback(L, co, NULL, 0);
       lua_setfield(L, -2, "traceback");

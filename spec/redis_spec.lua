@@ -59,6 +59,20 @@ describe("corio.redis", function()
     r:close()
   end))
 
+  it("closes a client whose reader has a reply waiting, without a lost task error",
+     with_server(function(srv)
+    -- The reader was woken by data when close() aborted the stream: it must stop, not read a
+    -- closed stream (seen in examples/redis_workers.lua's connect-and-close probe).
+    for _ = 1, 50 do
+      local r = assert(redis.connect{path = srv.path})
+      local callers = {}
+      for i = 1, 5 do callers[i] = corio.spawn(function() return r:call("PING") end) end
+      for _ = 1, math.random(0, 3) do corio.sleep(0) end
+      r:close()
+      corio.gather(callers, {return_errors = true})
+    end
+  end))
+
   it("fails a connection clearly", function()
     corio.run(function()
       local r, msg, code = redis.connect{path = "/nonexistent/redis.sock", timeout = 1}
@@ -276,6 +290,28 @@ end)
 
 describe("corio.redis.bridge", function()
   after_each(support.assert_clean)
+
+  it("forwards a burst through a bridge in batches, in order, echoing nothing",
+     with_server(function(srv)
+    local r = assert(redis.connect{path = srv.path})
+    local a, b = corio.Bus(), corio.Bus()
+    local ba = assert(redis.bridge(a, r, {patterns = {"n.#"}}))
+    local bb = assert(redis.bridge(b, r, {patterns = {"n.#"}}))
+    local sb = b:subscribe("n.#", {size = 5000})
+    for i = 1, 3000 do a:publish("n.x", i) end   -- more than one batch (512) waits at once
+    a:publish("other", 0)                          -- not bridged, never forwarded
+    for i = 1, 3000 do
+      local topic, m = corio.wait_for(function() return sb:get() end, 5)
+      assert.equal("n.x", topic)
+      assert.equal(i, m)
+    end
+    corio.sleep(0.1)
+    assert.equal(0, sb:pending())
+    assert.equal(3000, ba.forwarded); assert.equal(3000, bb.received)
+    assert.equal(0, bb.forwarded); assert.equal(0, ba.received)
+    ba:close(); bb:close(); sb:close()
+    r:close()
+  end))
 
   it("carries a Bus across bridges with word matching and no echo", with_server(function(srv)
     local r = assert(redis.connect{path = srv.path})

@@ -276,7 +276,8 @@ int corio__hs_parse(conn *c, const char *data, size_t n, size_t *used) {
     const char *pos = llhttp_get_error_pos(&c->parser);
     *used = (size_t)(pos - data);
     if (err == HPE_PAUSED_UPGRADE) {
-      *used = n; /* no protocol switch is offered: the connection ends after the answer */
+      /* The bytes after the head belong to the new protocol: they wait in c->pending for
+       * detach (WebSocket); if the handler answers over HTTP, the connection ends after it. */
       c->keep_alive = 0;
     }
     llhttp_resume(&c->parser);

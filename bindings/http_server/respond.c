@@ -1,7 +1,7 @@
 /* Responses: the status line and headers built in the server's scratch buffer, whole
  * responses in one write, chunked streams and files sent in chunks, and the server's own
  * error answers. Lua functions of "corio._http_server": respond, abort_request, stream_start,
- * stream_write, stream_end, sendfile. */
+ * stream_write, stream_end, sendfile, detach. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 
 #include "http_server.h"
 #include "../http_reason.h"
+#include "../net/stream.h"
 
 /* The status line's phrase: the one table of bindings/http_reason.c, "Unknown" off it. */
 static const char *reason(int status) {
@@ -366,6 +367,44 @@ static int l_sendfile(lua_State *L) {
   return 1;
 }
 
+/* _http_server.detach(conn) -> stream, buffered | nil, msg
+ * The protocol switch of an upgrade request (WebSocket): the connection's socket leaves the
+ * HTTP server and becomes a corio.net stream (nothing has been written on it yet), with the
+ * bytes the client sent after the request's head. The socket is dup'ed into the stream before
+ * the connection's handle closes (libuv removes the old descriptor from epoll first), so the
+ * TCP connection itself stays open; the server no longer counts or times it. */
+static int l_detach(lua_State *L) {
+  conn *c = check_conn(L);
+  if (!c->upgrade) return luaL_error(L, "detach: not an upgrade request");
+  if (!c->task || c->state != ST_HANDLING || c->writes || c->streaming) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "upgrade: the client is gone");
+    return 2;
+  }
+  uv_os_fd_t fd;
+  int err = uv_fileno((uv_handle_t *)&c->tcp, &fd);
+  int nfd = err ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0) return corio__fail(L, "upgrade", c->remote, err ? err : UV_EMFILE);
+  corio__stream_class(L);
+  corio_stream *st = corio__stream_new(L, CORIO_STREAM_TCP, AF_UNSPEC, &err);
+  if (!st) {
+    close(nfd);
+    return corio__fail(L, "upgrade", c->remote, err);
+  }
+  err = uv_tcp_open((uv_tcp_t *)corio__stream_uv(st), nfd);
+  if (err) {
+    close(nfd);
+    corio__stream_close(st, 1);
+    return corio__fail(L, "upgrade", c->remote, err);
+  }
+  corio__stream_set_name(st, c->remote);
+  lua_pushlstring(L, c->pending ? c->pending : "", c->pending_len);
+  c->pending_len = 0;
+  corio__hs_conn_close(c);
+  corio__hs_finish_response(L, c);
+  return 2;
+}
+
 const luaL_Reg corio__hs_respond_funcs[] = {
   {"respond", l_respond},
   {"abort_request", l_abort_request},
@@ -374,5 +413,6 @@ const luaL_Reg corio__hs_respond_funcs[] = {
   {"stream_drain", l_stream_drain},
   {"stream_end", l_stream_end},
   {"sendfile", l_sendfile},
+  {"detach", l_detach},
   {NULL, NULL}
 };

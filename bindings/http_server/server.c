@@ -225,7 +225,7 @@ static int l_listen(lua_State *L) {
 
   struct sockaddr_storage addr;
   char target[300];
-  snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+  corio__host_port(target, sizeof target, host, port);
   int r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
                             : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
   if (r) return corio__fail(L, "listen", target, r);

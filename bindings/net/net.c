@@ -307,7 +307,7 @@ static int net_listen(lua_State *L) {
   l->limit = (size_t)limit;
   char target[112];
   if (path) snprintf(target, sizeof target, "%s", path);
-  else snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+  else corio__host_port(target, sizeof target, host, port);
   snprintf(l->name, sizeof l->name, "%s", target);
   int r;
   if (path) {

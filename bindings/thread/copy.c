@@ -117,6 +117,7 @@ static int refuse_why(lua_State *L, enc *e, int depth, const char *thing, const 
     } else {
       lua_pushfstring(L, "%s[%s]", i == 0 ? " " : "", luaL_typename(L, k));
     }
+    lua_concat(L, 2); /* one piece at a time: a path can be MAX_DEPTH keys long */
   }
   lua_pushfstring(L, ": cannot send %s %s%s", thing, DIRS[e->dir], why);
   lua_concat(L, lua_gettop(L) - top);

@@ -183,6 +183,8 @@ static int worker_setup(lua_State *L) {
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, preload_json);
   lua_setfield(L, -2, "corio.json");
+  lua_pushcfunction(L, luaopen_corio_json); /* its codec, in C (bindings/json): per state */
+  lua_setfield(L, -2, "corio._json");
   lua_pop(L, 2);
   lua_getglobal(L, "coroutine");
   lua_getfield(L, -1, "resume");

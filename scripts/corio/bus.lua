@@ -347,4 +347,8 @@ Bus.__tostring = function(b)
   return ("corio.Bus (%d subscriptions%s)"):format(n, b._closed and ", closed" or "")
 end
 
+-- The word rules themselves, for corio.redis's bridge (which re-checks what Redis's globs
+-- deliver): split a topic or pattern into words, match pattern words against topic words.
+M._split, M._match = split, match
+
 return M

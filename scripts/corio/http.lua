@@ -660,6 +660,14 @@ end
 
 M.version = engine.version
 
+-- http.websocket("ws://host[:port]/path" [, {headers =, protocols =, timeout =, max_message =,
+--                 ping_interval =, ping_timeout =}]) -> ws | nil, msg, code  [suspends]
+-- A WebSocket client on a corio.net stream (not libcurl); ws is the object corio.web's
+-- app:websocket hands its handler (corio.websocket).
+function M.websocket(url, opts)
+  return require("corio.websocket").connect(url, opts)
+end
+
 -- The pieces that handle untrusted text, for fuzz/fuzz_http_client.c (not API).
 M._internal = {parse_head = parse_head, header_lines = header_lines, check_url = check_url,
                join_url = join_url}

@@ -4,6 +4,7 @@
 -- terminating the process group of a cancelled wait.
 local corio = require "corio"
 local fs = require "corio.fs"
+require "corio.net"   -- the pipes are corio.net streams: this adds their Lua methods (lines)
 local C = require "corio._process"
 
 local M = {getpid = C.getpid}

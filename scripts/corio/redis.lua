@@ -136,6 +136,9 @@ local function establish(o, on_lost, pubsub)
   local feed, read = c.feed, s.read
   local reader = spawn(function()
     while true do
+      -- Once lost (close() aborts the stream), stop: this task may have been woken with data
+      -- before the abort, and reading the closed stream would raise.
+      if lost_once then return end
       local data, m, k = read(s)
       if not data then
         return lost(m or ("redis " .. o.target .. ": connection closed by the server"),

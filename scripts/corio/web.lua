@@ -396,6 +396,85 @@ function Application:use(mw)
   return self
 end
 
+-- ---- WebSocket ---------------------------------------------------------------------------
+
+-- What a websocket route's handler returns once the connection has left HTTP: the dispatcher
+-- sends nothing and must not touch the connection (its record is gone).
+local Upgraded = setmetatable({}, {__name = "corio.web.Upgraded"})
+
+local function upgrade(req, fn, opts)
+  local h = req.headers
+  if not find(lower(h:get("upgrade", "")), "websocket", 1, true)
+      or not find(lower(h:get("connection", "")), "upgrade", 1, true) then
+    error(M.HTTPError(426, "WebSocket upgrade required",
+                      {Upgrade = "websocket", Connection = "Upgrade"}), 0)
+  end
+  if h:get("sec-websocket-version") ~= "13" then
+    error(M.HTTPError(426, "unsupported WebSocket version", {["Sec-WebSocket-Version"] = "13"}),
+          0)
+  end
+  local key = h:get("sec-websocket-key", "")
+  if not req.http11 or #key ~= 24 or not find(key, "^[%w+/]+==$") then
+    error(M.HTTPError(400, "bad WebSocket handshake"), 0)
+  end
+  local websocket = require "corio.websocket"
+  -- The subprotocol: the server's first choice among those the client offered.
+  local proto
+  local offered = {}
+  for _, p in ipairs(websocket.split_tokens(concat(h:get_all("sec-websocket-protocol"), ","))) do
+    offered[p] = true
+  end
+  for _, p in ipairs(opts.protocols or {}) do
+    if offered[p] then proto = p; break end
+  end
+  local ext = opts.compress and websocket.negotiate_deflate(
+    concat(h:get_all("sec-websocket-extensions"), ",")) or nil
+  local stream, buffered = C.detach(req._conn)
+  if not stream then error(ClientGone.new(buffered), 0) end
+  req._detached, req._answered, req._conn = true, true, nil
+  local head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               .. "Sec-WebSocket-Accept: " .. websocket.accept_key(key) .. "\r\n"
+               .. (proto and "Sec-WebSocket-Protocol: " .. proto .. "\r\n" or "")
+               .. (ext and "Sec-WebSocket-Extensions: " .. ext .. "\r\n" or "") .. "\r\n"
+  local ok, werr = stream:write(head)
+  if not ok then
+    stream:abort()
+    error(ClientGone.new(werr), 0)
+  end
+  local ws = websocket.new(stream, {max_message = opts.max_message, protocol = proto,
+                                    ping_interval = opts.ping_interval,
+                                    ping_timeout = opts.ping_timeout, buffered = buffered,
+                                    deflate = ext ~= nil})
+  ws.request = req
+  local sessions = req._sessions
+  sessions[ws] = true
+  local r = table.pack(pcall(fn, ws, req))
+  sessions[ws] = nil
+  if r[1] then
+    ws:close(1000)
+    return Upgraded
+  end
+  if is_cancelled(r[2]) then
+    ws:_abort(1001, "cancelled")  -- no handshake: a cancelled task does not wait
+  else
+    pcall(ws.close, ws, 1011)
+  end
+  error(r[2], 0)
+end
+
+-- app:websocket(path, function(ws, request) ... end [, {max_message =, ping_interval =,
+--   ping_timeout =, protocols = {...}}]): a GET route that switches to WebSocket. The
+--   connection closes (1000) when the function returns, with 1011 if it fails.
+function Application:websocket(path, fn, opts)
+  if type(fn) ~= "function" then error("websocket: handler must be a function", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("websocket: options must be a table", 2) end
+  self:route("GET", path, function(req) return upgrade(req, fn, opts) end)
+  local route = find(path, "{", 1, true) and self._dynamic[#self._dynamic] or self._static.GET[path]
+  route.websocket = true
+  return self
+end
+
 local to_response
 
 -- Find the route: returns route, params | nil, allowed methods (405) | nil (404)
@@ -545,7 +624,9 @@ end
 
 to_response = function(v)
   local mt = getmetatable(v)
-  if mt == Response or mt == StreamResponse or mt == FileResponse then return v end
+  if mt == Response or mt == StreamResponse or mt == FileResponse or v == Upgraded then
+    return v
+  end
   if type(v) == "string" then
     return setmetatable({status = 200, body = v, headers = {}, content_type = TEXT}, Response)
   end
@@ -559,6 +640,7 @@ local function send(req, v)
   if type(v) == "string" then
     return 200, respond(conn, 200, v, TEXT)
   end
+  if v == Upgraded then return 101, 0 end
   local mt = getmetatable(v)
   if mt == Response then
     return v.status, respond(conn, v.status, v.body, v.content_type, flat_headers(v.headers))
@@ -612,22 +694,28 @@ local function make_dispatcher(app, opts)
     local route, params = app:resolve(req.method, req.path)
     if route then
       req.params = params or {}
-      return app:_handler_for(route)(req)
+      local h = app:_handler_for(route)
+      -- a WebSocket session lasts as long as it lasts: request_timeout is for HTTP answers
+      if request_timeout and not route.websocket then
+        return corio.timeout(request_timeout, h, req)
+      end
+      return h(req)
     end
     if params then  -- 405
       error(M.HTTPError(405, nil, {Allow = concat(params, ", ")}), 0)
     end
-    return app:_handler_for(nil)(req)
+    local h = app:_handler_for(nil)
+    if request_timeout then return corio.timeout(request_timeout, h, req) end
+    return h(req)
   end
-  local function handle(req)
-    if request_timeout then return corio.timeout(request_timeout, run, req) end
-    return run(req)
-  end
+  local handle = run
   -- Requests of this app: Request's lookups plus request.app.
   local AppRequest = {__name = "corio.web.Request"}
   local request_index = Request.__index
+  local sessions = opts._sessions
   AppRequest.__index = function(r, k)
     if k == "app" then return app end
+    if k == "_sessions" then return sessions end
     return request_index(r, k)
   end
   return function(conn, method, target, hdrs, body, http11, remote)
@@ -659,6 +747,12 @@ local function make_dispatcher(app, opts)
         ok, status, size = pcall(send, req, res)
         if not ok then res = status end
       end
+    end
+    if not ok and req._detached then
+      -- the connection left HTTP (WebSocket): nothing more to send on it
+      if is_cancelled(res) then error(res, 0) end
+      if getmetatable(res) ~= ClientGone then log_error(opts, req, res) end
+      ok, status, size = true, 101, 0
     end
     if not ok then
       local e = res
@@ -696,6 +790,8 @@ local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_con
 -- app:listen{host = "127.0.0.1", port = 8080, ...limits} -> server
 -- server.port, server:close() (stop accepting; idle connections close), server:abort(),
 -- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort.
+-- WebSocket sessions get a close frame (1001) at shutdown and are cut (1006) when the grace
+-- period is over, or at once by server:abort().
 local Server = {__name = "corio.web.Server"}
 Server.__index = Server
 
@@ -709,6 +805,7 @@ function Application:listen(opts)
   if not ip then return nil, rerr, rcode end
   args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  o._sessions = {}  -- this server's WebSocket sessions (they have left the C server)
   local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
   -- A handler task serves a request, then waits for the next one (a pool of tasks).
@@ -736,11 +833,23 @@ function Application:listen(opts)
       end
     end)
   end
-  return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1"}, Server)
+  return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1",
+                       _sessions = o._sessions}, Server)
+end
+
+-- End the WebSocket sessions: abortive (1006), or a close frame 1001 each ("going away"; the
+-- handler's receive gets the answer and returns nil).
+local function end_sessions(srv, abort)
+  for ws in pairs(srv._sessions) do
+    if abort then ws:_abort(1006, "server aborted") else ws:_going_away() end
+  end
 end
 
 function Server:close() self._h:close() end
-function Server:abort() self._h:abort() end
+function Server:abort()
+  self._h:abort()
+  end_sessions(self, true)
+end
 -- server:connections() -> open, busy
 function Server:connections() return self._h:connections() end
 -- server:stats() -> {connections=, busy=, buffered=, pinned=, refused=, idle_tasks=,
@@ -760,6 +869,13 @@ function Server:shutdown(grace)
     corio.sleep(0.02)
   end
   if not clean then self._h:abort() end
+  -- WebSocket sessions: a close frame each, then what is left of the grace period
+  if next(self._sessions) then
+    end_sessions(self, false)
+    while next(self._sessions) and corio.now() < deadline do corio.sleep(0.02) end
+    if next(self._sessions) then clean = false; end_sessions(self, true) end
+    while next(self._sessions) and corio.now() < deadline + 1 do corio.sleep(0.01) end
+  end
   -- Closed connections release their queued writes (and the response strings they pin) in
   -- libuv's close callbacks: wait for those too, so nothing the server held outlives this.
   local limit = corio.now() + 1

@@ -40,6 +40,9 @@ describe("memory comes back", function()
           if n % 1000 == 0 then io.stderr:write(n, "\n") end
         end
       end)
+      -- the count is what this measures: leave at once (draining thousands of tasks left at
+      -- the memory edge is slow, a known defect; exiting cleanly after OOM has its own spec)
+      os.exit(0, false)
     ]])
     local function reached(mode)
       local _, err = support.run(("ulimit -v 307200; %s %s %s"):format(corio_bin, script, mode))

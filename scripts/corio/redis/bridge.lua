@@ -16,30 +16,14 @@ local type, error, ipairs, pcall, tostring, setmetatable, rawequal =
 
 local M = {}
 
+local BATCH_MAX = 512 -- PUBLISHes per pipeline
+
 local Bridge = {__name = "corio.redis.Bridge"}
 Bridge.__index = Bridge
 
-local function split(s)
-  local w = {}
-  for x in s:gmatch("[^.]+") do w[#w + 1] = x end
-  return w
-end
-
-local function match(pw, i, tw, j)
-  while true do
-    local p = pw[i]
-    if p == nil then return tw[j] == nil end
-    if p == "#" then
-      for k = j, #tw + 1 do
-        if match(pw, i + 1, tw, k) then return true end
-      end
-      return false
-    end
-    local t = tw[j]
-    if t == nil or (p ~= "*" and p ~= t) then return false end
-    i, j = i + 1, j + 1
-  end
-end
+-- The Bus's own word rules: a message Redis's glob let through is matched again with them.
+local bus_rules = require "corio.bus"
+local split, match = bus_rules._split, bus_rules._match
 
 -- Does topic match one of the bridge's patterns (the Bus's word rules)?
 local function wanted(self, topic)
@@ -108,21 +92,42 @@ function M.new(bus, r, opts)
       end
     end
   end)
-  -- bus -> Redis
+  -- bus -> Redis. Whatever the subscription holds when the forwarder wakes leaves as one
+  -- pipeline (one write, one wait for all the replies) instead of one PUBLISH round trip per
+  -- message: under load the batches grow by themselves, and a lone message is not delayed.
+  local function forward(batch, topic, m)
+    local h = self._ihead
+    local inj = self._injected[h]
+    if inj and rawequal(inj[1], topic) and rawequal(inj[2], m) then
+      self._injected[h] = nil
+      self._ihead = h + 1
+    elseif local_pattern == "#" and not wanted(self, topic) then
+      -- not ours to forward
+    else
+      self.forwarded = self.forwarded + 1
+      batch[#batch + 1] = {"PUBLISH", prefix .. topic, encode({n = self.node, m = m})}
+    end
+  end
   self._tasks[2] = corio.spawn(function()
     local lsub = self._lsub
+    local batch = {}
     for topic, m in lsub do
-      local h = self._ihead
-      local inj = self._injected[h]
-      if inj and rawequal(inj[1], topic) and rawequal(inj[2], m) then
-        self._injected[h] = nil
-        self._ihead = h + 1
-      elseif local_pattern == "#" and not wanted(self, topic) then
-        -- not ours to forward
-      else
-        self.forwarded = self.forwarded + 1
-        r:call("PUBLISH", prefix .. topic, encode({n = self.node, m = m}))
+      forward(batch, topic, m)
+      -- this task is the subscription's only getter, so a buffered message is one get() takes
+      -- without suspending
+      while #batch < BATCH_MAX and lsub:pending() > 0 do
+        local t2, m2 = lsub:get()
+        if t2 == nil then break end
+        forward(batch, t2, m2)
       end
+      if #batch == 1 then
+        r:call(table.unpack(batch[1]))
+      elseif #batch > 1 then
+        r:pipeline(function(p)
+          for i = 1, #batch do p:call(table.unpack(batch[i])) end
+        end)
+      end
+      batch = {}
     end
   end)
   return self

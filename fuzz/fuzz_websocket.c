@@ -1,0 +1,55 @@
+/* corio.websocket's frame reader on any bytes from a peer: the first byte picks the side and
+ * the options (client or server rules, permessage-deflate, a small max_message); the rest is
+ * what the peer sent. receive must never raise: it returns messages (text is valid UTF-8)
+ * until it returns nil with a close code, and every frame the connection writes back is a
+ * well-formed frame of its own side. */
+#include "fuzz.h"
+
+static const char PROPERTY[] =
+  "local websocket = require 'corio.websocket'\n"
+  "local CODES = {[1000]=1,[1001]=1,[1002]=1,[1003]=1,[1005]=1,[1006]=1,[1007]=1,[1008]=1,\n"
+  "               [1009]=1,[1010]=1,[1011]=1,[1012]=1,[1013]=1,[1014]=1}\n"
+  "local function fake(input)\n"
+  "  local pos, out = 1, {}\n"
+  "  local s = {}\n"
+  "  function s:read_exactly(n)\n"
+  "    if pos > #input then return nil end\n"
+  "    if pos + n - 1 > #input then pos = #input + 1; return nil, 'short', 'EOF' end\n"
+  "    local d = input:sub(pos, pos + n - 1); pos = pos + n; return d\n"
+  "  end\n"
+  "  function s:write(d) out[#out + 1] = d; return true end\n"
+  "  function s:close() end\n"
+  "  function s:abort() end\n"
+  "  return s, out\n"
+  "end\n"
+  "return function(input)\n"
+  "  if #input < 1 then return end\n"
+  "  local opt = input:byte(1)\n"
+  "  local s, out = fake(input:sub(2))\n"
+  "  local client = opt & 1 ~= 0\n"
+  "  local ws = websocket.new(s, {client = client, deflate = opt & 2 ~= 0,\n"
+  "                               max_message = opt & 4 ~= 0 and 64 or nil})\n"
+  "  for _ = 1, 10000 do\n"
+  "    local m, kind = ws:receive()\n"
+  "    if m == nil then\n"
+  "      assert(CODES[kind] or (kind >= 3000 and kind <= 4999), 'close code ' .. tostring(kind))\n"
+  "      break\n"
+  "    end\n"
+  "    assert(type(m) == 'string' and (kind == 'binary' or (kind == 'text' and utf8.len(m))))\n"
+  "  end\n"
+  "  local w = table.concat(out)\n"
+  "  local p = 1\n"
+  "  while p <= #w do\n"
+  "    local b1, b2 = w:byte(p, p + 1)\n"
+  "    assert((b2 & 0x80 ~= 0) == client, 'masking of our own frame')\n"
+  "    local n = b2 & 0x7f; p = p + 2\n"
+  "    if n == 126 then n = string.unpack('>I2', w, p); p = p + 2\n"
+  "    elseif n == 127 then n = string.unpack('>I8', w, p); p = p + 8 end\n"
+  "    if client then p = p + 4 end\n"
+  "    assert(b1 & 0x80 ~= 0 and (b1 & 0x0f) >= 8 and n <= 125, 'a control frame')\n"
+  "    p = p + n\n"
+  "  end\n"
+  "  assert(p == #w + 1, 'frames fill what was written')\n"
+  "end\n";
+
+FUZZ_TARGET(PROPERTY)
