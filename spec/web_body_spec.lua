@@ -1,6 +1,7 @@
 -- corio.web: request bodies read while they arrive (read, chunks, save), max_body and the
 -- high-water mark, bodies a handler leaves unread on keep-alive connections, clients that
--- leave mid-upload. Real sockets; curl for the big uploads.
+-- leave mid-upload, and the on_startup / on_shutdown hooks. Real sockets; curl for the big
+-- uploads.
 local corio = require "corio"
 local web = require "corio.web"
 local tcp = require "corio._tcp"
@@ -413,5 +414,96 @@ describe("corio.web request bodies", function()
     end)
     assert.is_true(web.is_http_error(err))
     assert.equal(408, err.status)
+  end)
+end)
+
+describe("corio.web start and shutdown hooks", function()
+  it("run in order: startup before listening, shutdown after the handlers drained", function()
+    local events = {}
+    local function ev(s) events[#events + 1] = s end
+    corio.run(function()
+      local app = web.Application()
+      app:on_startup(function(a) assert.equal(app, a); corio.sleep(0.01); ev("start1") end)
+      app:on_startup(function() ev("start2") end)
+      app:on_shutdown(function() ev("stop1") end)
+      app:on_shutdown(function() corio.sleep(0.01); ev("stop2") end)
+      app:get("/slow", function() corio.sleep(0.2); ev("handled"); return "done" end)
+      local server = assert(app:listen{port = 0})
+      ev("listening")
+      local client = corio.spawn(function()
+        return W.raw(server.port, "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      end)
+      corio.sleep(0.05)
+      assert.is_true(server:shutdown(5))
+      ev("shut")
+      assert.equal("done", W.parse((client:await()))[1].body)
+    end)
+    assert.same({"start1", "start2", "listening", "handled", "stop1", "stop2", "shut"}, events)
+  end)
+
+  it("a failed startup hook aborts the start; the shutdown hooks still run", function()
+    local events = {}
+    corio.run(function()
+      local app = web.Application()
+      app:on_startup(function() events[#events + 1] = "start1" end)
+      app:on_startup(function() error("database unreachable") end)
+      app:on_startup(function() events[#events + 1] = "start3" end)
+      app:on_shutdown(function() events[#events + 1] = "stop1" end)
+      local ok, err = pcall(app.listen, app, {port = 0})
+      assert.is_false(ok)
+      assert.truthy(err:find("^listen: on_startup hook 2 failed: .*database unreachable"), err)
+      -- the app can start again once the cause is gone
+      app._on_startup[2] = function() events[#events + 1] = "start2" end
+      local server = assert(app:listen{port = 0})
+      server:shutdown(1)
+    end)
+    assert.same({"start1", "stop1", "start1", "start2", "start3", "stop1"}, events)
+  end)
+
+  it("every shutdown hook runs even when one fails; failures are reported", function()
+    local events, log = {}, {}
+    corio.run(function()
+      local app = web.Application{error_log = function(m) log[#log + 1] = m end}
+      app:on_shutdown(function() events[#events + 1] = "stop1"; error("pool stuck") end)
+      app:on_shutdown(function() events[#events + 1] = "stop2" end)
+      local a = assert(app:listen{port = 0})
+      local b = assert(app:listen{port = 0}) -- a second server of the same app
+      a:shutdown(1)
+      assert.same({}, events)                -- b still serves the app
+      b:shutdown(1)
+      b:shutdown(1)                          -- once per server
+    end)
+    assert.same({"stop1", "stop2"}, events)
+    assert.equal(1, #log)
+    assert.truthy(log[1]:find("on_shutdown hook 1 failed: .*pool stuck"), log[1])
+  end)
+
+  it("run_app runs them around serving", function()
+    local script = S.script([[
+      local web = require "corio.web"
+      local app = web.Application()
+      app:on_startup(function() print("startup") end)
+      app:on_shutdown(function() print("shutdown") end)
+      web.run_app(app, {port = 0, print = false, on_ready = function()
+        print("ready")
+        os.execute("kill -TERM $PPID")
+      end})
+      print("returned")
+    ]])
+    local out, err, code = S.run_corio(script)
+    assert.equal("startup\nready\nshutdown\nreturned\n", out, err)
+    assert.is_true(code == 0 or code == true, err)
+    local fail = S.script([[
+      local web = require "corio.web"
+      local app = web.Application()
+      app:on_startup(function() error("no database") end)
+      app:on_shutdown(function() print("shutdown") end)
+      web.run_app(app, {port = 0, print = false})
+    ]])
+    out, err = S.run_corio(fail)
+    assert.equal("shutdown\n", out)
+    assert.truthy(err:find("on_startup hook 1 failed: .*no database"), err)
+    os.remove(script)
+    os.remove(fail)
   end)
 end)

@@ -410,8 +410,61 @@ function M.Application(opts)
     _dynamic = {},   -- list of routes with parameters
     _middleware = {},
     _wrapped = setmetatable({}, {__mode = "k"}),
+    _on_startup = {}, _on_shutdown = {},
+    _live = 0,       -- servers started and not shut down: the hooks run around them
     opts = opts or {},
   }, Application)
+end
+
+-- ---- start and shutdown hooks ------------------------------------------------------------
+
+-- app:on_startup(function(app) ... end) -> app: runs (in the order added) when the app starts
+-- serving, before its port accepts anything: open pools here.
+function Application:on_startup(fn)
+  if type(fn) ~= "function" then error("on_startup: hook must be a function", 2) end
+  self._on_startup[#self._on_startup + 1] = fn
+  return self
+end
+
+-- app:on_shutdown(function(app) ... end) -> app: runs (in the order added) once the server
+-- has stopped and its handlers have drained: close pools here. Every hook runs, even after
+-- one has failed; failures go to the error log.
+function Application:on_shutdown(fn)
+  if type(fn) ~= "function" then error("on_shutdown: hook must be a function", 2) end
+  self._on_shutdown[#self._on_shutdown + 1] = fn
+  return self
+end
+
+local function report(opts, msg)
+  local log = opts.error_log
+  if log then log(msg) else io.stderr:write(msg, "\n") end
+end
+
+-- Run every shutdown hook; a failure is reported and the next hook runs. A cancellation is
+-- raised again once they all have run.
+local function run_shutdown(app, opts)
+  local cancelled
+  for i, fn in ipairs(app._on_shutdown) do
+    local ok, err = xpcall(fn, traceback, app)
+    if not ok then
+      if is_cancelled(err) then cancelled = cancelled or err
+      else report(opts, format("corio.web: on_shutdown hook %d failed: %s", i, tostring(err))) end
+    end
+  end
+  if cancelled then error(cancelled, 0) end
+end
+
+-- Run the startup hooks in order. If one fails, the start is over: the shutdown hooks run (to
+-- close what the earlier hooks opened), then the failure is raised.
+local function run_startup(app, opts)
+  for i, fn in ipairs(app._on_startup) do
+    local ok, err = xpcall(fn, traceback, app)
+    if not ok then
+      run_shutdown(app, opts)
+      if is_cancelled(err) then error(err, 0) end
+      error(format("listen: on_startup hook %d failed: %s", i, tostring(err)), 0)
+    end
+  end
 end
 
 -- Compile "/users/{id}" or "/files/{path:.*}" into a Lua pattern and the parameter names.
@@ -879,7 +932,9 @@ local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_bod
 
 -- app:listen{host = "127.0.0.1", port = 8080, ...limits} -> server
 -- server.port, server:close() (stop accepting; idle connections close), server:abort(),
--- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort.
+-- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort; then
+-- the app's on_shutdown hooks run if no other server of the app is up. listen runs the
+-- on_startup hooks first when none is.
 -- WebSocket sessions get a close frame (1001) at shutdown and are cut (1006) when the grace
 -- period is over, or at once by server:abort().
 local Server = {__name = "corio.web.Server"}
@@ -895,6 +950,8 @@ function Application:listen(opts)
   if not ip then return nil, rerr, rcode end
   args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  local first = self._live == 0
+  if first then run_startup(self, o) end  -- raises if a hook fails
   o._sessions = {}  -- this server's WebSocket sessions (they have left the C server)
   local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
@@ -908,8 +965,13 @@ function Application:listen(opts)
     end
   end
   args.log_refusals = o.access_log and true or false
-  local h, err, code = C.listen(args)
-  if not h then return nil, err, code end
+  local ok, h, err, code = pcall(C.listen, args)
+  if not (ok and h) then  -- the start failed after the hooks: close what they opened
+    if first then run_shutdown(self, o) end
+    if not ok then error(h, 0) end
+    return nil, err, code
+  end
+  self._live = self._live + 1
   if args.log_refusals then
     -- The requests the server refused itself (callbacks run no Lua: they are kept in C and
     -- logged from here, as they come). The task ends when the server closes.
@@ -924,7 +986,7 @@ function Application:listen(opts)
     end)
   end
   return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1",
-                       _sessions = o._sessions}, Server)
+                       _sessions = o._sessions, _app = self, _opts = o}, Server)
 end
 
 -- End the WebSocket sessions: abortive (1006), or a close frame 1001 each ("going away"; the
@@ -970,6 +1032,13 @@ function Server:shutdown(grace)
   -- libuv's close callbacks: wait for those too, so nothing the server held outlives this.
   local limit = corio.now() + 1
   repeat corio.sleep(0) until select(3, self._h:connections()) == 0 or corio.now() > limit
+  -- The app's last server is down: its shutdown hooks run (once per server).
+  local app = self._app
+  if not self._shut then
+    self._shut = true
+    app._live = app._live - 1
+    if app._live == 0 then run_shutdown(app, self._opts) end
+  end
   return clean
 end
 
