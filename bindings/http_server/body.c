@@ -354,6 +354,29 @@ void corio__hs_body_release(conn *c) {
   c->body_all = 0;
 }
 
+/* A body read in place saves the copy out of the server's read buffer and makes reads as
+ * big as the room under the mark: the buffer is sized to the mark plus one read, the unread
+ * bytes moved to its front. Not for body() (no mark) or while the rest is drained. */
+int corio__hs_body_space(conn *c, uv_buf_t *buf) {
+  if (c->body_all || c->draining || !c->body_open) return 0;
+  size_t want = c->srv->body_hwm + READ_BUF;
+  if (c->body_off) {
+    memmove(c->body, c->body + c->body_off, unread(c));
+    c->body_len -= c->body_off;
+    c->body_off = 0;
+  }
+  if (c->body_cap < want) {
+    char *p = realloc(c->body, want);
+    if (!p) return 0;
+    c->body = p;
+    c->body_cap = want;
+  }
+  size_t room = c->body_cap - c->body_len;
+  if (room < READ_BUF / 4) return 0;
+  *buf = uv_buf_init(c->body + c->body_len, (unsigned)room);
+  return 1;
+}
+
 size_t corio__hs_body_held(conn *c) {
   body_sink *k = c->sink;
   return unread(c) + (k && k->writing ? k->len - k->done : 0);

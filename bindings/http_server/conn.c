@@ -523,7 +523,9 @@ void corio__hs_send_continue(conn *c) {
 static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   conn *c = container_of((uv_tcp_t *)h, conn, tcp);
   (void)size;
-  /* One buffer per server: every read is parsed (or copied out) before the next. */
+  /* A body its handler reads is read in place (body.c); otherwise one buffer per server:
+   * every read is parsed (or copied out) before the next. */
+  if (c->state == ST_BODY && c->task && corio__hs_body_space(c, buf)) return;
   *buf = uv_buf_init(c->srv->rbuf, READ_BUF);
 }
 

@@ -191,6 +191,16 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   c->ev_body = 1;
   c->continue_owed = 0; /* the client did not wait for it (RFC 9110 10.1.1 lets us omit it) */
   if (c->draining) return c->body_total > c->drain_limit ? reject(c, HS_DRAINED) : 0;
+  if (c->body) {
+    uintptr_t a = (uintptr_t)at, end = (uintptr_t)(c->body + c->body_len);
+    if (a >= end && a < (uintptr_t)(c->body + c->body_cap)) {
+      /* read in place (corio__hs_body_space): the bytes are in the buffer already, behind
+       * the ones parsed so far; chunk framing between them is squeezed out */
+      if (a != end) memmove(c->body + c->body_len, at, n);
+      c->body_len += n;
+      return 0;
+    }
+  }
   if (c->body_off && c->body_len + n > c->body_cap) { /* move the unread part to the front */
     memmove(c->body, c->body + c->body_off, c->body_len - c->body_off);
     c->body_len -= c->body_off;
