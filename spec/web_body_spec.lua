@@ -195,6 +195,26 @@ describe("corio.web request bodies", function()
     for _, p in ipairs(pieces) do assert.is_true(#p <= 3) end
   end)
 
+  it("echoes a body while it arrives: a stream response written from read()", function()
+    serve(function(app)
+      app:post("/up", function(req)
+        local resp = web.StreamResponse{}
+        resp:prepare(req)
+        for piece in req:chunks() do resp:write(piece:upper()) end
+        return resp
+      end)
+    end, nil, function(port)
+      local c = assert(tcp.connect("127.0.0.1", port))
+      c:write(CHUNKED .. chunk("abc"))
+      local got = c:read()
+      while not got:find("ABC", 1, true) do got = got .. c:read() end -- before the body ends
+      c:write(chunk("def") .. "0\r\n\r\n")
+      while not got:find("0\r\n\r\n", 1, true) do got = got .. c:read() end
+      c:close()
+      assert.equal("ABCDEF", W.parse(got)[1].body)
+    end)
+  end)
+
   it("answers 413 when a streamed body passes max_body, and the read raises it", function()
     local errs, lines = {}, {}
     local dest = os.tmpname()
