@@ -377,6 +377,13 @@ int corio__hs_body_space(conn *c, uv_buf_t *buf) {
   return 1;
 }
 
+void corio__hs_body_forget(conn *c) {
+  if (c->reader) c->reader->c = NULL;
+  if (c->sink) c->sink->c = NULL; /* its record goes with the process */
+  c->reader = NULL;
+  c->sink = NULL;
+}
+
 size_t corio__hs_body_held(conn *c) {
   body_sink *k = c->sink;
   return unread(c) + (k && k->writing ? k->len - k->done : 0);

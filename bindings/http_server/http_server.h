@@ -195,6 +195,9 @@ void corio__hs_body_progress(conn *c);
 void corio__hs_body_fail(conn *c, int status);
 /* The request is over (answered, or its task ended): readers and savers let go of c. */
 void corio__hs_body_release(conn *c);
+/* The Lua state is closing (its tasks are being finalized): let go of body readers and
+ * savers without waking them. */
+void corio__hs_body_forget(conn *c);
 size_t corio__hs_body_held(conn *c); /* body bytes c holds: unread, or being saved */
 /* Room at the end of c->body for the next read of a body its handler reads (parse.c keeps
  * body bytes where they landed): 1, or 0 to use the server's read buffer. */

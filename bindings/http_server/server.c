@@ -513,7 +513,10 @@ static int server_gc(lua_State *L) {
   s->lua_gone = 1;
   s->base.box = NULL;
   b->h = NULL;
-  for (conn *c = s->conns; c; c = c->next) c->task = NULL;  /* tasks are being finalized */
+  for (conn *c = s->conns; c; c = c->next) { /* tasks are being finalized */
+    c->task = NULL;
+    corio__hs_body_forget(c);
+  }
   s->nidle = 0;  /* the tasks may be finalized already: do not touch them */
   abort_all(L, s, 0);
   return 0;
