@@ -210,11 +210,13 @@ describe("corio.web request bodies", function()
       end)
     end, nil, function(port)
       local c = assert(tcp.connect("127.0.0.1", port))
-      c:write(CHUNKED .. chunk("abc"))
-      local got = c:read()
-      while not got:find("ABC", 1, true) do got = got .. c:read() end -- before the body ends
-      c:write(chunk("def") .. "0\r\n\r\n")
-      while not got:find("0\r\n\r\n", 1, true) do got = got .. c:read() end
+      local got = ""
+      corio.timeout(10, function()
+        c:write(CHUNKED .. chunk("abc"))
+        while not got:find("ABC", 1, true) do got = got .. c:read() end -- before the end
+        c:write(chunk("def") .. "0\r\n\r\n")
+        while not got:find("0\r\n\r\n", 1, true) do got = got .. c:read() end
+      end)
       c:close()
       assert.equal("ABCDEF", W.parse(got)[1].body)
     end)
@@ -359,17 +361,19 @@ describe("corio.web request bodies", function()
       -- a handler that reads: the 100 comes when it starts to
       local c = assert(tcp.connect("127.0.0.1", port))
       local t0 = corio.now()
-      c:write(head(5, "Expect: 100-continue\r\nConnection: close\r\n"):gsub("/up", "/read"))
-      assert.equal("HTTP/1.1 100 Continue\r\n\r\n", c:read())
-      assert.is_true(read_it)
-      assert.is_true(corio.now() - t0 >= 0.15)
-      c:write("hello")
       local rest = {}
-      while true do
-        local s = c:read()
-        if not s then break end
-        rest[#rest + 1] = s
-      end
+      corio.timeout(10, function()
+        c:write(head(5, "Expect: 100-continue\r\nConnection: close\r\n"):gsub("/up", "/read"))
+        assert.equal("HTTP/1.1 100 Continue\r\n\r\n", c:read())
+        assert.is_true(read_it)
+        assert.is_true(corio.now() - t0 >= 0.15)
+        c:write("hello")
+        while true do
+          local s = c:read()
+          if not s then break end
+          rest[#rest + 1] = s
+        end
+      end)
       c:close()
       assert.equal("hello", W.parse(table.concat(rest))[1].body)
     end)
