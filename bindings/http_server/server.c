@@ -53,13 +53,14 @@ static int dispatch_protected(lua_State *L) {
   int fidx = lua_gettop(L);
   corio__push_anchor(L, s->self_ref);
   corio__hs_push_request(L, c);
-  own(c, corio__spawn(L, fidx, 8));
+  own(c, corio__spawn(L, fidx, 7));
   return 0;
 }
 
-/* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
- * running worker(server, conn, method, target, headers, body, http11, remote). The request
- * stays in c's buffers until it is answered, so a woken task reads it from there. */
+/* Hand a request whose head is parsed to Lua: wake an idle handler task with it, or spawn a
+ * new one running worker(server, conn, method, target, headers, http11, remote). The request
+ * stays in c's buffers until it is answered, so a woken task reads it from there; its body
+ * may still be arriving (body.c). */
 void corio__hs_dispatch(lua_State *L, conn *c) {
   server *s = c->srv;
   if (s->nidle > 0) {
@@ -128,7 +129,7 @@ static int next_request_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (!slot->c) return 0;
   corio__hs_push_request(L, slot->c);
-  return 7;
+  return 6;
 }
 
 static server *to_server(lua_State *L) {
@@ -136,7 +137,7 @@ static server *to_server(lua_State *L) {
   return (server *)b->h;
 }
 
-/* _http_server.next_request(server) -> conn, method, target, headers, body, http11, remote
+/* _http_server.next_request(server) -> conn, method, target, headers, http11, remote
  *   | nothing (the server is done, or enough tasks are idle)  [suspends]
  * Called by a handler task once it has answered, to serve the next request. */
 static int l_next_request(lua_State *L) {
@@ -203,9 +204,9 @@ static server *check_server(lua_State *L) {
 }
 
 /* _http_server.listen{host=, port=, dispatch=fn, reuseport=, backlog=, max_header=,
- *   max_url=, max_headers=, max_body=, max_connections=, header_timeout=, body_timeout=,
- *   idle_timeout=, write_timeout=} -> server | nil, msg, code
- * dispatch(server, conn, method, target, headers, body, http11, remote) runs in a new task
+ *   max_url=, max_headers=, max_body=, max_body_buffer=, max_connections=, header_timeout=,
+ *   body_timeout=, idle_timeout=, write_timeout=} -> server | nil, msg, code
+ * dispatch(server, conn, method, target, headers, http11, remote) runs in a new task
  * when no handler task is idle; it answers with respond (or stream_*, sendfile) and may then
  * call next_request(server) for more. */
 static int l_listen(lua_State *L) {
@@ -242,6 +243,10 @@ static int l_listen(lua_State *L) {
   double body_timeout = opt_num(L, 1, "body_timeout", 30);
   double idle_timeout = opt_num(L, 1, "idle_timeout", 75);
   double write_timeout = opt_num(L, 1, "write_timeout", 60);
+  lua_getfield(L, 1, "max_body_buffer");
+  lua_Integer body_hwm = lua_isnil(L, -1) ? BODY_HWM_DEFAULT : luaL_checkinteger(L, -1);
+  if (body_hwm < 1) return luaL_error(L, "listen: max_body_buffer must be positive");
+  lua_pop(L, 1);
   lua_getfield(L, 1, "max_output_buffer");
   size_t out_hwm = lua_isnil(L, -1) ? OUT_HWM_DEFAULT : (size_t)luaL_checkinteger(L, -1);
   lua_getfield(L, 1, "cancel_on_disconnect");
@@ -259,6 +264,7 @@ static int l_listen(lua_State *L) {
   s->max_url = max_url;
   s->max_headers = max_headers;
   s->max_body = max_body;
+  s->body_hwm = (size_t)body_hwm;
   s->max_conns = max_conns;
   s->header_timeout = header_timeout;
   s->body_timeout = body_timeout;
@@ -324,6 +330,8 @@ static int server_close(lua_State *L) {
     next = c->next;
     if ((c->state == ST_HEAD && !c->got_bytes && c->writes == 0) || c->state == ST_LINGER)
       corio__hs_conn_close(c);
+    else if (c->draining) /* answered: the rest of its body is not worth waiting for */
+      corio__hs_begin_close(c);
   }
   corio__hs_release_refs(s);
   return 0;
@@ -372,16 +380,19 @@ static int server_connections(lua_State *L) {
 }
 
 /* server:stats() -> {connections=, busy=, buffered= (bytes copied into queued writes),
- *   pinned= (bytes of response strings queued without a copy), refused=, idle_tasks=,
+ *   pinned= (bytes of response strings queued without a copy), body_buffered= (request body
+ *   bytes received and not yet taken by handlers or written to files), refused=, idle_tasks=,
  *   max_output_buffer=} */
 static int server_stats(lua_State *L) {
   server *s = to_server(L);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   if (!s) return 1;
   int n = 0, busy = 0;
+  size_t body = 0;
   for (conn *c = s->conns; c; c = c->next) {
     n++;
     busy += c->task != NULL || c->writes > 0 || (c->state != ST_HEAD) || c->got_bytes;
+    body += corio__hs_body_held(c);
   }
   lua_pushinteger(L, n);
   lua_setfield(L, -2, "connections");
@@ -391,6 +402,8 @@ static int server_stats(lua_State *L) {
   lua_setfield(L, -2, "buffered");
   lua_pushinteger(L, (lua_Integer)s->pinned);
   lua_setfield(L, -2, "pinned");
+  lua_pushinteger(L, (lua_Integer)body);
+  lua_setfield(L, -2, "body_buffered");
   lua_pushinteger(L, (lua_Integer)s->refused_total);
   lua_setfield(L, -2, "refused");
   lua_pushinteger(L, s->nidle);
@@ -500,7 +513,10 @@ static int server_gc(lua_State *L) {
   s->lua_gone = 1;
   s->base.box = NULL;
   b->h = NULL;
-  for (conn *c = s->conns; c; c = c->next) c->task = NULL;  /* tasks are being finalized */
+  for (conn *c = s->conns; c; c = c->next) { /* tasks are being finalized */
+    c->task = NULL;
+    corio__hs_body_forget(c);
+  }
   s->nidle = 0;  /* the tasks may be finalized already: do not touch them */
   abort_all(L, s, 0);
   return 0;
@@ -558,5 +574,6 @@ int luaopen_corio_http_server(lua_State *L) {
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   luaL_setfuncs(L, corio__hs_respond_funcs, 0); /* respond.c's functions */
+  luaL_setfuncs(L, corio__hs_body_funcs, 0);    /* body.c's */
   return 1;
 }
