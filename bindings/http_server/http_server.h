@@ -169,4 +169,10 @@ extern const luaL_Reg corio__hs_respond_funcs[];
 void corio__hs_dispatch(lua_State *L, conn *c);
 void corio__hs_server_maybe_free(server *s);
 
+/* socket.c: the listening socket run_app's workers share */
+int corio__hs_bind(uv_tcp_t *tcp, const struct sockaddr *addr, int reuseport); /* 0 | uv error */
+int corio__hs_port(uv_tcp_t *tcp); /* the bound port, -1 if unknown */
+void corio__hs_socket_class(lua_State *L);
+extern const luaL_Reg corio__hs_socket_funcs[];
+
 #endif

@@ -1,8 +1,8 @@
 /* The HTTP/1.1 server's Lua surface: listen, the server object, handing requests to handler
  * tasks (a new task, or an idle one waiting in next_request), realpath and stat. Policy
  * (routing, middleware, errors) is in scripts/corio/web.lua.
- * Lua module "corio._http_server": listen, next_request, realpath, stat and the response
- * functions of respond.c; methods of corio.web.Server: port, close, abort, connections. */
+ * Lua module "corio._http_server": listen, next_request, realpath, stat, the response
+ * functions of respond.c and socket.c's socket; methods of corio.web.Server: port, close, abort, connections. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -204,7 +204,8 @@ static server *check_server(lua_State *L) {
 
 /* _http_server.listen{host=, port=, dispatch=fn, reuseport=, backlog=, max_header=,
  *   max_url=, max_headers=, max_body=, max_connections=, header_timeout=, body_timeout=,
- *   idle_timeout=, write_timeout=} -> server | nil, msg, code
+ *   idle_timeout=, write_timeout=, fd=} -> server | nil, msg, code
+ * fd: serve an inherited listening socket (see socket.c) instead of binding host:port.
  * dispatch(server, conn, method, target, headers, body, http11, remote) runs in a new task
  * when no handler task is idle; it answers with respond (or stream_*, sendfile) and may then
  * call next_request(server) for more. */
@@ -222,12 +223,18 @@ static int l_listen(lua_State *L) {
   int reuse = lua_toboolean(L, -1);
   lua_pop(L, 1);
   int backlog = sockopt_int(L, 1, "backlog", 511);
+  int fd = sockopt_int(L, 1, "fd", -1);
 
   struct sockaddr_storage addr;
   char target[300];
-  corio__host_port(target, sizeof target, host, port);
-  int r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
-                            : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  int r = 0;
+  if (fd >= 0) {
+    snprintf(target, sizeof target, "fd %d", fd);
+  } else {
+    corio__host_port(target, sizeof target, host, port);
+    r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
+                          : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  }
   if (r) return corio__fail(L, "listen", target, r);
 
   /* The options first: they may raise, and nothing is allocated yet. */
@@ -271,19 +278,14 @@ static int l_listen(lua_State *L) {
   s->sweep.fire = sweep_fire;
   s->self_ref = s->dispatch_ref = LUA_NOREF;
 
-  r = uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
+  r = fd >= 0 ? uv_tcp_init(corio__loop(rt), &s->tcp)
+              : uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
   if (r) { free(s); return corio__fail(L, "listen", target, r); }
   corio__box_attach(b, &s->base, (uv_handle_t *)&s->tcp, listener_closed);
   s->base.keep = 1; /* the record outlives the listener while connections remain */
   s->listening = 1;
-  if (reuse) {
-    uv_os_fd_t fd;
-    int one = 1;
-    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 &&
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-      r = uv_translate_sys_error(errno);
-  }
-  if (!r) r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+  if (fd >= 0) r = uv_tcp_open(&s->tcp, fd); /* closing the server closes fd */
+  else r = corio__hs_bind(&s->tcp, (struct sockaddr *)&addr, reuse);
   if (!r) r = uv_listen((uv_stream_t *)&s->tcp, backlog, corio__hs_on_connection);
   if (r) {
     s->listening = 0;
@@ -302,12 +304,7 @@ static int l_listen(lua_State *L) {
 
 /* server:port() -> the port it listens on */
 static int server_port(lua_State *L) {
-  server *s = check_server(L);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int r = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
-  if (r) return corio__fail(L, "getsockname", NULL, r);
-  lua_pushinteger(L, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  lua_pushinteger(L, corio__hs_port(&check_server(L)->tcp));
   return 1;
 }
 
@@ -556,7 +553,9 @@ int luaopen_corio_http_server(lua_State *L) {
   signal(SIGPIPE, SIG_IGN);
   corio__class(L, SERVER, server_methods, server_meta);
   lua_pop(L, 1);
+  corio__hs_socket_class(L);
   luaL_newlib(L, funcs);
   luaL_setfuncs(L, corio__hs_respond_funcs, 0); /* respond.c's functions */
+  luaL_setfuncs(L, corio__hs_socket_funcs, 0);  /* socket.c's */
   return 1;
 }

@@ -805,6 +805,7 @@ function Application:listen(opts)
   if not ip then return nil, rerr, rcode end
   args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  args.fd = o.fd  -- an inherited listening socket (run_app's workers), instead of host:port
   o._sessions = {}  -- this server's WebSocket sessions (they have left the C server)
   local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
