@@ -20,6 +20,7 @@
 #define OUT_HWM_DEFAULT (256 * 1024) /* a stream writer waits above this many queued bytes */
 #define REFUSALS 256                 /* refused requests kept for the access log, at most */
 #define POOL_SWEEP_SECONDS 5.0       /* idle handler tasks unused this long end */
+#define DRAIN_SECONDS 1.0            /* after close, a connection's time for its next request */
 
 typedef struct server server;
 typedef struct conn conn;
@@ -147,6 +148,7 @@ void corio__hs_push_request(lua_State *L, conn *c);
 /* ---- conn.c: a connection's life cycle ----------------------------------------------------- */
 void corio__hs_on_connection(uv_stream_t *ls, int status);
 void corio__hs_conn_close(conn *c);
+void corio__hs_conn_drain(conn *c); /* the server stopped accepting; c waits for a request */
 void corio__hs_conn_free_if_done(conn *c);
 void corio__hs_conn_write(conn *c, uv_buf_t *bufs, int n);
 /* As corio__hs_conn_write, but bufs[ridx] is the Lua string at sidx: what the socket does not

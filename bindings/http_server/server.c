@@ -308,10 +308,12 @@ static int server_port(lua_State *L) {
   return 1;
 }
 
-/* server:close(): stop accepting and close idle connections; the others close after their
- * current response (which says Connection: close). Safe to call twice. */
+/* server:close([drain]): stop accepting. Every connection closes after its current response
+ * (which says Connection: close); one waiting for a request is closed now, or with `drain`
+ * gets DRAIN_SECONDS for it to arrive (see corio__hs_conn_drain). Safe to call twice. */
 static int server_close(lua_State *L) {
   server *s = to_server(L);
+  int drain = lua_toboolean(L, 2);
   if (!s || !s->listening) return 0;
   s->listening = 0;
   release_idle(s);
@@ -319,8 +321,9 @@ static int server_close(lua_State *L) {
   corio__box_close(&s->base);
   for (conn *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if ((c->state == ST_HEAD && !c->got_bytes && c->writes == 0) || c->state == ST_LINGER)
-      corio__hs_conn_close(c);
+    int waiting = c->state == ST_HEAD && !c->got_bytes && c->writes == 0;
+    if (c->state == ST_LINGER || (waiting && !drain)) corio__hs_conn_close(c);
+    else if (waiting) corio__hs_conn_drain(c);
   }
   corio__hs_release_refs(s);
   return 0;

@@ -861,7 +861,8 @@ function Server:stats() return self._h:stats() end
 
 function Server:shutdown(grace)
   grace = grace or 10
-  self._h:close()
+  -- a connection waiting for a request gets a second for it to arrive (see server.c)
+  self._h:close(true)
   local deadline = corio.now() + grace
   local clean = false
   while corio.now() < deadline do
