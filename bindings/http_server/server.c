@@ -43,6 +43,7 @@ struct idle_slot {
   corio_waiter w;
   server *s;
   conn *c; /* the request handed over, or NULL: no more requests */
+  int last; /* c is NULL because the pool shrank after a burst, and this task ends last */
 };
 
 static int dispatch_protected(lua_State *L) {
@@ -88,6 +89,7 @@ void corio__hs_dispatch(lua_State *L, conn *c) {
 static void sweep_fire(corio_runtime *rt, corio_timer *t) {
   server *s = container_of(t, server, sweep);
   int excess = s->idle_min < s->nidle ? s->idle_min : s->nidle;
+  if (excess > 0) s->idle[excess - 1]->last = 1; /* woken last, so it runs after the others */
   for (int i = 0; i < excess; i++) {
     idle_slot *slot = s->idle[i];
     slot->c = NULL;
@@ -126,6 +128,10 @@ static void next_request_cancel(lua_State *L, corio_waiter *w) {
 static int next_request_k(lua_State *L, int status, lua_KContext ctx) {
   idle_slot *slot = lua_touserdata(L, (int)ctx);
   (void)status;
+  if (!slot->c && slot->last) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   if (!slot->c) return 0;
   corio__hs_push_request(L, slot->c);
   return 7;
@@ -137,7 +143,9 @@ static server *to_server(lua_State *L) {
 }
 
 /* _http_server.next_request(server) -> conn, method, target, headers, body, http11, remote
- *   | nothing (the server is done, or enough tasks are idle)  [suspends]
+ *   | nothing (the server is done, or enough tasks are idle)
+ *   | false (the pool shrank after a burst; the last of the tasks it let go gets this)
+ *   [suspends]
  * Called by a handler task once it has answered, to serve the next request. */
 static int l_next_request(lua_State *L) {
   server *s = to_server(L);

@@ -814,7 +814,15 @@ function Application:listen(opts)
     serve_one(...)
     while true do
       local conn, method, target, hdrs, body, http11, remote = next_request(h)
-      if not conn then return end
+      if not conn then
+        -- false: a burst is over (the pool let its extra tasks go, this one last). Its
+        -- coroutines and requests are garbage that Lua reclaims at its next collector step,
+        -- which comes with allocation, so an idle server might keep the burst's memory for
+        -- good: take that step now. In generational mode (the corio command's and lua's) it
+        -- is a minor collection, or the major one Lua's own rules call for.
+        if conn == false and collectgarbage("isrunning") then collectgarbage("step", 0) end
+        return
+      end
       serve_one(conn, method, target, hdrs, body, http11, remote)
     end
   end
