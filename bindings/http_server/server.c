@@ -2,7 +2,8 @@
  * tasks (a new task, or an idle one waiting in next_request), realpath and stat. Policy
  * (routing, middleware, errors) is in scripts/corio/web.lua.
  * Lua module "corio._http_server": listen, next_request, realpath, stat, the response
- * functions of respond.c and socket.c's socket; methods of corio.web.Server: port, close, abort, connections. */
+ * functions of respond.c and socket.c's socket; methods of corio.web.Server: port, close,
+ * abort, connections. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
