@@ -12,14 +12,15 @@
 # (/usr/bin/python3). Usage: bench/websocket/run.sh [secs=10] [rounds=5]
 #   env: CONNS=100 SIZE=64 HOLD=5000 CORIO=build/corio SERVER_CPU=0 CLIENT_CPU=1
 set -eu
+# CORIO relative to where the script was started (the repository root, say)
+CORIO=${CORIO:-$(dirname "$0")/../../build/corio}
+case $CORIO in /*) ;; *) CORIO=$(cd "$(dirname "$CORIO")" && pwd)/$(basename "$CORIO") ;; esac
 cd "$(dirname "$0")"
 SECS=${1:-10}
 ROUNDS=${2:-5}
 CONNS=${CONNS:-100}
 SIZE=${SIZE:-64}
 HOLD=${HOLD:-5000}
-CORIO=${CORIO:-../../build/corio}
-case $CORIO in /*) ;; *) CORIO=$(cd "$(dirname "$CORIO")" && pwd)/$(basename "$CORIO") ;; esac
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18650}
