@@ -72,6 +72,21 @@ static void disarm(conn *c) {
   c->timer_kind = T_NONE;
 }
 
+/* How long a connection may wait for its next request: the idle timeout, and at most
+ * DRAIN_SECONDS once the server stopped accepting. */
+static double idle_time(server *s) {
+  return s->listening || s->idle_timeout < DRAIN_SECONDS ? s->idle_timeout : DRAIN_SECONDS;
+}
+
+/* The server stopped accepting and c waits for a request (its first, or the next on a kept
+ * connection). Closing it now would cut off a request already on its way (the client would see
+ * a reset and no answer): it gets DRAIN_SECONDS to arrive, and is answered with Connection:
+ * close. */
+void corio__hs_conn_drain(conn *c) {
+  uint64_t when = uv_hrtime() + (uint64_t)(DRAIN_SECONDS * 1e9);
+  if (c->timer_kind == T_NONE || c->deadline > when) arm(c, T_IDLE, DRAIN_SECONDS);
+}
+
 /* ---- closing --------------------------------------------------------------------------- */
 
 /* Once the listener is closed and no connection is open, nothing can dispatch any more: the
@@ -230,7 +245,7 @@ static void write_cb(uv_write_t *req, int status) {
     corio__waiter_wake(s->rt, &c->drain, 0);
   if (c->timer_kind == T_WRITE && c->writes == 0) {
     /* written out: an idle keep-alive connection gets its idle time back */
-    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, s->idle_timeout);
+    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, idle_time(s));
     else disarm(c);
   }
   if (c->file_fd >= 0 && c->writes == 0) {
@@ -485,7 +500,7 @@ static void next_request(lua_State *L, conn *c) {
     return;
   }
   if (!c->reading) read_start(c);
-  if (c->writes == 0 || c->timer_kind != T_WRITE) arm(c, T_IDLE, c->srv->idle_timeout);
+  if (c->writes == 0 || c->timer_kind != T_WRITE) arm(c, T_IDLE, idle_time(c->srv));
 }
 
 /* The unread body reached the high-water mark: stop reading; its handler is slow, not the

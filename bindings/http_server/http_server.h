@@ -24,6 +24,7 @@
 #define BODY_HWM_DEFAULT (256 * 1024) /* unread request body bytes before reading pauses */
 #define DRAIN_MAX (1024 * 1024) /* body bytes dropped after an early answer, then close */
 #define BODY_GONE 499           /* c->body_err: the client left before the body's end */
+#define DRAIN_SECONDS 1.0            /* after close, a connection's time for its next request */
 
 typedef struct server server;
 typedef struct conn conn;
@@ -166,6 +167,7 @@ void corio__hs_push_request(lua_State *L, conn *c);
 /* ---- conn.c: a connection's life cycle ----------------------------------------------------- */
 void corio__hs_on_connection(uv_stream_t *ls, int status);
 void corio__hs_conn_close(conn *c);
+void corio__hs_conn_drain(conn *c); /* the server stopped accepting; c waits for a request */
 void corio__hs_conn_free_if_done(conn *c);
 void corio__hs_conn_write(conn *c, uv_buf_t *bufs, int n);
 /* As corio__hs_conn_write, but bufs[ridx] is the Lua string at sidx: what the socket does not
@@ -211,5 +213,11 @@ extern const luaL_Reg corio__hs_respond_funcs[];
 /* ---- server.c: the Lua surface ------------------------------------------------------------- */
 void corio__hs_dispatch(lua_State *L, conn *c);
 void corio__hs_server_maybe_free(server *s);
+
+/* socket.c: the listening socket run_app's workers share */
+int corio__hs_bind(uv_tcp_t *tcp, const struct sockaddr *addr, int reuseport); /* 0 | uv error */
+int corio__hs_port(uv_tcp_t *tcp); /* the bound port, -1 if unknown */
+void corio__hs_socket_class(lua_State *L);
+extern const luaL_Reg corio__hs_socket_funcs[];
 
 #endif

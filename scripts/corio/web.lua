@@ -950,6 +950,7 @@ function Application:listen(opts)
   if not ip then return nil, rerr, rcode end
   args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  args.fd = o.fd  -- an inherited listening socket (run_app's workers), instead of host:port
   local first = self._live == 0
   if first then run_startup(self, o) end  -- raises if a hook fails
   o._sessions = {}  -- this server's WebSocket sessions (they have left the C server)
@@ -960,7 +961,15 @@ function Application:listen(opts)
     serve_one(...)
     while true do
       local conn, method, target, hdrs, http11, remote = next_request(h)
-      if not conn then return end
+      if not conn then
+        -- false: a burst is over (the pool let its extra tasks go, this one last). Its
+        -- coroutines and requests are garbage that Lua reclaims at its next collector step,
+        -- which comes with allocation, so an idle server might keep the burst's memory for
+        -- good: take that step now. In generational mode (the corio command's and lua's) it
+        -- is a minor collection, or the major one Lua's own rules call for.
+        if conn == false and collectgarbage("isrunning") then collectgarbage("step", 0) end
+        return
+      end
       serve_one(conn, method, target, hdrs, http11, remote)
     end
   end
@@ -1012,7 +1021,8 @@ function Server:stats() return self._h:stats() end
 
 function Server:shutdown(grace)
   grace = grace or 10
-  self._h:close()
+  -- a connection waiting for a request gets a second for it to arrive (see server.c)
+  self._h:close(true)
   local deadline = corio.now() + grace
   local clean = false
   while corio.now() < deadline do
