@@ -473,10 +473,41 @@ describe("corio.websocket", function()
         assert.equal(big, (ws:receive()))
         assert(ws:send("ping-me"))
         assert.equal("ping-me", (ws:receive()))  -- answered its ping meanwhile
+        assert(ws:send("extensions?"))
+        assert.equal("none", (ws:receive()))
         assert(ws:send("close-me"))
         assert.same({nil, 4002, "asked"}, {ws:receive()})
         p:terminate()
         p:wait()
+      end)
+    end)
+
+    pit("offers permessage-deflate to a Python server with compress = true", function()
+      corio.run(function()
+        local p <close> = assert(process.spawn {PY, FIXTURES .. "ws_server.py",
+                                                stdout = "pipe", stderr = "inherit"})
+        local port = tonumber(assert(p.stdout:read_line()))
+        local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/",
+                                                 {compress = true}))
+        assert(ws:send("extensions?"))
+        assert.equal("permessage-deflate", (ws:receive()))
+        -- the server keeps its compression context between messages: repeats inflate right
+        for i = 1, 3 do
+          local m = string.rep("abc" .. i, 20000)
+          assert(ws:send(m))
+          assert.equal(m, (ws:receive()))
+        end
+        assert(ws:send("close-me"))
+        assert.same({nil, 4002, "asked"}, {ws:receive()})
+        p:terminate()
+        p:wait()
+      end)
+    end)
+
+    it("refuses unknown client options", function()
+      corio.run(function()
+        assert.has_error(function() http.websocket("ws://127.0.0.1:1/", {compres = true}) end,
+                         'websocket: unknown option "compres"')
       end)
     end)
   end)

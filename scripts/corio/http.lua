@@ -661,7 +661,7 @@ end
 M.version = engine.version
 
 -- http.websocket("ws://host[:port]/path" [, {headers =, protocols =, timeout =, max_message =,
---                 ping_interval =, ping_timeout =}]) -> ws | nil, msg, code  [suspends]
+--                 ping_interval =, ping_timeout =, compress =}]) -> ws | nil, msg, code  [suspends]
 -- A WebSocket client on a corio.net stream (not libcurl); ws is the object corio.web's
 -- app:websocket hands its handler (corio.websocket).
 function M.websocket(url, opts)

@@ -369,6 +369,28 @@ end
 
 -- ---- the client -------------------------------------------------------------------------
 
+local CONNECT_OPTIONS = {headers = true, protocols = true, timeout = true, max_message = true,
+                         ping_interval = true, ping_timeout = true, compress = true}
+
+-- The server's answer to our permessage-deflate offer: acceptable if it is that extension
+-- alone, with parameters we can honour. Our inflater has a 32 KiB window, so any
+-- server_max_window_bits will do; client_max_window_bits was not offered (we deflate with a
+-- full window), so the server may not ask for it.
+local function accept_deflate(answer)
+  local name, params = answer:match("^%s*([%w%-]+)%s*(.-)%s*$")
+  if name ~= "permessage-deflate" then return false end
+  for param in params:gmatch(";%s*([^;]+)") do
+    local k, v = param:match("^([%w_]+)%s*=?%s*\"?([^\"%s]*)")
+    if k == "server_max_window_bits" then
+      local bits = tonumber(v)
+      if not bits or bits < 8 or bits > 15 then return false end
+    elseif k ~= "server_no_context_takeover" and k ~= "client_no_context_takeover" then
+      return false
+    end
+  end
+  return true
+end
+
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function base64(s)
   local out = {}
@@ -394,6 +416,10 @@ M.split_tokens = split_tokens
 function M.connect(url, opts)
   if type(url) ~= "string" then error("websocket: url must be a string", 2) end
   opts = opts or {}
+  if type(opts) ~= "table" then error("websocket: options must be a table", 2) end
+  for k in pairs(opts) do
+    if not CONNECT_OPTIONS[k] then error(format("websocket: unknown option %q", tostring(k)), 2) end
+  end
   local scheme, rest = url:match("^(%a+)://(.*)$")
   scheme = scheme and lower(scheme)
   if scheme ~= "ws" then
@@ -419,6 +445,9 @@ function M.connect(url, opts)
     "Upgrade: websocket", "Connection: Upgrade",
     "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13",
   }
+  if opts.compress then  -- each message compressed on its own: no client context to keep
+    lines[#lines + 1] = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover"
+  end
   if opts.protocols and #opts.protocols > 0 then
     lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. concat(opts.protocols, ", ")
   end
@@ -460,11 +489,16 @@ function M.connect(url, opts)
     if not offered then return refuse("the server chose a subprotocol not offered: " .. proto,
                                       "EHANDSHAKE") end
   end
-  if hdrs["sec-websocket-extensions"] then
-    return refuse("the server chose an extension not offered", "EHANDSHAKE")
+  local ext, deflate = hdrs["sec-websocket-extensions"], false
+  if ext then
+    if not opts.compress or not accept_deflate(ext) then
+      return refuse("the server chose an extension not offered: " .. ext, "EHANDSHAKE")
+    end
+    deflate = true
   end
   return M.new(s, {client = true, protocol = proto, max_message = opts.max_message,
-                   ping_interval = opts.ping_interval, ping_timeout = opts.ping_timeout})
+                   ping_interval = opts.ping_interval, ping_timeout = opts.ping_timeout,
+                   deflate = deflate})
 end
 
 return M
