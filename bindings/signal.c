@@ -78,6 +78,20 @@ typedef struct watchbox {
   sigwatch *s; /* NULL once closed */
 } watchbox;
 
+/* corio.ps's reason: "signal watch HUP, USR1" */
+static void watch_describe(lua_State *L, corio_waiter *w, const char *op) {
+  sigwatch *s = container_of(w, sigwatch, w);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, op);
+  for (int i = 0; i < s->n; i++) {
+    const char *name = corio__signame(s->h[i].signum);
+    luaL_addstring(&b, i ? ", " : " ");
+    luaL_addstring(&b, name ? name : "?");
+  }
+  luaL_pushresult(&b);
+}
+
 static void signal_cb(uv_signal_t *h, int num) {
   sigwatch *s = h->data;
   /* a full queue already holds enough to act on: the surplus repeats what is there */
@@ -126,6 +140,7 @@ static int sig_watch(lua_State *L) {
   sigwatch *s = corio__xmalloc(L, sizeof *s + sizeof(uv_signal_t) * (size_t)n);
   memset(s, 0, sizeof *s);
   s->rt = rt;
+  s->w.describe = watch_describe;
   b->s = s;
   for (int i = 0; i < n; i++) {
     uv_signal_init(corio__loop(rt), &s->h[i]);

@@ -48,6 +48,19 @@ static const char *signame(int num) {
   return "?";
 }
 
+/* corio.ps's reason: "signal SIGINT, SIGTERM" */
+static void sigs_describe(lua_State *L, corio_waiter *w, const char *op) {
+  sigs *s = container_of(w, sigs, w);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, op);
+  for (int i = 0; i < s->n; i++) {
+    luaL_addstring(&b, i ? ", " : " ");
+    luaL_addstring(&b, signame(s->h[i].signum));
+  }
+  luaL_pushresult(&b);
+}
+
 static void signal_cb(uv_signal_t *h, int num) {
   sigs *s = h->data;
   s->got = num;
@@ -87,6 +100,7 @@ static int l_signals(lua_State *L) {
   if (!s) return corio__nomem(L);
   b->s = s;
   s->rt = rt;
+  s->w.describe = sigs_describe;
   for (int i = 0; i < n; i++) {
     uv_signal_init(corio__loop(rt), &s->h[i]);
     s->h[i].data = s;
@@ -156,6 +170,12 @@ typedef struct proc {
   int term_signal;
 } proc;
 
+/* corio.ps's reason for a task in worker:wait(): "worker 4121 wait" */
+static void proc_describe(lua_State *L, corio_waiter *w, const char *op) {
+  (void)op;
+  lua_pushfstring(L, "worker %d wait", container_of(w, proc, w)->h.pid);
+}
+
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
   proc *p = container_of(h, proc, h);
   p->exited = 1;
@@ -208,6 +228,7 @@ static int l_spawn(lua_State *L) {
   uv_process_options_t o = {.exit_cb = exit_cb, .file = file, .args = argv, .env = envp,
                             .stdio_count = 3, .stdio = stdio};
   p->rt = rt;
+  p->w.describe = proc_describe;
   int r = uv_spawn(corio__loop(rt), &p->h, &o);
   corio__box_attach(b, &p->base, (uv_handle_t *)&p->h, NULL);
   if (r) {
