@@ -113,7 +113,7 @@ local function establish(o, on_lost, pubsub)
   local s, msg, code = limited(o.timeout, "connect " .. o.target, open_stream, o)
   if not s then return nil, msg, code end
   if not o.path then s:set_nodelay(true) end
-  local c = C.conn()
+  local c = C.conn(o.target)
   local lost_once = false
   local function lost(m, k)
     if lost_once then return end
