@@ -4,6 +4,7 @@
 -- Exports connect, connect_unix, serve, udp, getaddrinfo, getnameinfo, stdin, stdout, stderr.
 local corio = require "corio"
 local C = require "corio._net"
+local core = require "corio.core"
 
 local M = {}
 
@@ -271,7 +272,7 @@ function Server:wait_closed()
       if not t:done() then busy = true; break end
     end
     if not busy then return true end
-    corio.wait(list)
+    core._wait(list, #list, false, "Server:wait_closed")  -- corio.ps names it
   end
 end
 
