@@ -40,6 +40,8 @@ void corio__watchdog_enter(corio_watchdog *wd, corio_task *t);
 void corio__watchdog_leave(corio_watchdog *wd);
 int corio__l_set_watchdog(lua_State *L);
 void corio__open_obs(lua_State *L); /* obs.c: sets _ps, _loop_stats in the table on top */
+/* obs.c: the reason on top of L, in the words of the object at co's idx (its __reason) */
+void corio__obs_object_reason(lua_State *L, lua_State *co, int idx);
 
 /* ---- task.c: creating and reporting ------------------------------------------------------- */
 

@@ -42,7 +42,8 @@ describe("corio.ps", function()
       }
       corio.sleep(0.02)
       local want = {
-        sleeper = "sleep 0.50 s", getter = "Queue:get", putter = "Queue:put (full)",
+        sleeper = "sleep 0.50 s", getter = "Queue:get (0 items)",
+        putter = "Queue:put (full: 1 item)",
         locker = "Lock:acquire", event = "Event:wait", sem = "Semaphore:acquire",
         awaiter = 'await task "sleeper"', future = 'await Future "Future-' .. f.id .. '"',
         gatherer = "gather 1/2 done",
