@@ -194,6 +194,30 @@ describe("kill -USR1", function()
     assert.truthy(err:find("corio: 2 live tasks\n", 1, true), err)
     assert.truthy(err:find("#%d+ napper %[waiting, %d+ ms%] sleep 30.00 s"), err)
   end)
+
+  it("is left to a script that watches SIGUSR1 itself: no dump", function()
+    local support = require "support"
+    local ready = os.tmpname()
+    os.remove(ready)
+    local script = support.script([[
+      local corio = require "corio"
+      local signal = require "corio.signal"
+      corio.run(function()
+        local w <close> = signal.watch{"USR1"}
+        io.open(arg[1], "w"):close()  -- watching now
+        print("got", w:next())
+      end)
+    ]])
+    local bin = os.getenv("CORIO") or "build/corio"
+    local out, err, code = support.run(("sh -c '%s %s %s & pid=$!; while [ ! -e %s ]; do "
+                                        .. "sleep 0.05; done; kill -USR1 $pid; wait $pid'")
+                                       :format(bin, script, ready, ready))
+    os.remove(script)
+    os.remove(ready)
+    assert.equal(0, code, err)
+    assert.equal("got\tUSR1\n", out)
+    assert.equal("", err)
+  end)
 end)
 
 describe("the stall watchdog", function()
