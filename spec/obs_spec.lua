@@ -210,20 +210,36 @@ end)
 describe("kill -USR1", function()
   it("makes the corio command write its task tree to stderr and carry on", function()
     local support = require "support"
+    -- Files say when the script is ready for the signal and when it may end: on a loaded
+    -- machine a fixed delay could send the signal before the command has started.
+    local ready = os.tmpname()
+    os.remove(ready)
     local script = support.script([[
       local corio = require "corio"
       corio.run(function()
         local t = corio.spawn(corio.sleep, 30)
         t.name = "napper"
-        corio.sleep(0.6)
+        corio.sleep(0.3)
+        io.open(arg[1], "w"):close()
+        local deadline = corio.now() + 10
+        local function done()
+          local f = io.open(arg[1] .. ".done")
+          if f then f:close() end
+          return f ~= nil or corio.now() > deadline
+        end
+        repeat corio.sleep(0.05) until done()
         print("still running", t.state)
         t:cancel()
       end)
     ]])
     local bin = os.getenv("CORIO") or "build/corio"
-    local out, err, code = support.run(("sh -c '%s %s & pid=$!; sleep 0.3; kill -USR1 $pid; "
-                                        .. "wait $pid'"):format(bin, script))
+    local out, err, code = support.run(("sh -c '%s %s %s & pid=$!; while [ ! -e %s ]; do "
+                                        .. "sleep 0.05; done; kill -USR1 $pid; sleep 0.5; "
+                                        .. "touch %s.done; wait $pid'")
+                                       :format(bin, script, ready, ready, ready))
     os.remove(script)
+    os.remove(ready)
+    os.remove(ready .. ".done")
     assert.equal(0, code, err)
     assert.equal("still running\twaiting\n", out)
     assert.truthy(err:find("corio: 2 live tasks\n", 1, true), err)
