@@ -414,6 +414,7 @@ describe("corio.ps wait reasons of I/O", function()
       -- the server side: the acceptor and the handler of c's connection
       local acceptor = rec(srv._acceptor)
       assert.equal("accept tcp 127.0.0.1:" .. srv.port, acceptor.reason)
+      assert.equal("net.serve", acceptor.name)
       local handler = rec(srv._clients[held[1]])
       assert.equal("read tcp " .. c.sockname, handler.reason)
       local pending = 0
@@ -586,9 +587,9 @@ describe("corio.ps wait reasons of I/O", function()
         corio.sleep(0.1)
         assert.equal("redis BLPOP " .. srv.path, rec(popper).reason)
         local seen = {}
-        for _, x in ipairs(corio.ps()) do seen[x.reason] = true end
-        assert.is_true(seen["read unix " .. srv.path])
-        assert.is_true(seen["redis writer " .. srv.path])
+        for _, x in ipairs(corio.ps()) do seen[x.name] = x.reason end
+        assert.equal("read unix " .. srv.path, seen["redis reader"])
+        assert.equal("redis writer " .. srv.path, seen["redis writer"])
         cancel_all {popper}
         r:close()
       end)

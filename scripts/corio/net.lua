@@ -245,6 +245,7 @@ function M.serve(handler, opts)
   local srv = setmetatable({_l = l, _clients = {}, _handler = handler, port = l.port,
                             sockname = l.sockname, path = opts.path}, Server)
   srv._acceptor = corio.spawn(accept_loop, srv)
+  srv._acceptor.name = "net.serve"  -- corio.pstree: "net.serve [...] accept tcp 127.0.0.1:80"
   return srv
 end
 
