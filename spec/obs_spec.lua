@@ -600,3 +600,38 @@ describe("corio.ps wait reasons of I/O", function()
     pending("redis: redis-server is not installed")
   end
 end)
+
+describe("examples/stall.lua", function()
+  it("shows its deadlock in pstree, its hogs in the watchdog, its tasks on SIGUSR1", function()
+    local support = require "support"
+    local bin = os.getenv("CORIO") or "build/corio"
+    local outf, errf = os.tmpname(), os.tmpname()
+    -- its output goes to files the shell watches: once the lag line is out, the example waits
+    -- 2 s for the signal
+    local out, err, code = support.run(("sh -c 'CORIO_DEBUG=slow=0.1 %s examples/stall.lua "
+      .. ">%s 2>%s & pid=$!; i=0; while ! grep -q \"loop lag\" %s && [ $i -lt 200 ]; do "
+      .. "sleep 0.05; i=$((i+1)); done; kill -USR1 $pid; wait $pid; st=$?; cat %s; cat %s >&2; "
+      .. "exit $st'"):format(bin, outf, errf, outf, outf, errf))
+    os.remove(outf)
+    os.remove(errf)
+    assert.equal(0, code, err)
+    assert.truthy(out:find('#%d+ worker %[waiting, %d+ ms%] Queue:get %(queue "jobs", 0 items%)'),
+                  out)
+    assert.truthy(out:find("#%d+ net.serve %[waiting, %d+ ms%] accept tcp 127.0.0.1:%d+"), out)
+    assert.truthy(out:find("\n1 await cycle %(deadlock%): #%d+ config awaits #%d+ db awaits "
+                           .. "#%d+ config\n1 deadlock%(s%)\n"), out)
+    local lag = tonumber(out:match("loop lag while they ran: max ([%d.]+) s"))
+    assert.is_true(lag >= 0.5, out)
+    assert.truthy(out:find("\ndone\n$"), out)
+    assert.truthy(err:find("corio: task 'report' has run for 0%.%d+ s without suspending "
+                           .. "%(slow = 0%.100 s%):\nstack traceback:\n.-count_primes"), err)
+    assert.truthy(err:find("corio: task #%d+ has run for [%d.]+ s without suspending and is "
+                           .. "stuck in a C function %(called at examples/stall.lua:%d+%)"), err)
+    assert.truthy(err:find("corio: task 'backup' has run for [%d.]+ s without suspending "
+                           .. "%(slow = 0%.100 s%):\nstack traceback:\n\t%[C%]: in function "
+                           .. "'os.execute'"), err)
+    assert.truthy(err:find("corio: 6 live tasks\n", 1, true), err)
+    assert.truthy(err:find("cycle: #%d+ config awaits #%d+ db awaits #%d+ config %(deadlock%)"),
+                  err)
+  end)
+end)
