@@ -228,7 +228,7 @@ static void step(corio_runtime *rt, corio_task *t) {
   if (rt->timing || rt->watchdog) {
     corio_watchdog *wd = rt->watchdog;
     uint64_t t0 = uv_hrtime();
-    if (wd) corio__watchdog_enter(wd, t);
+    if (wd) corio__watchdog_enter(wd, t, t0);
     st = lua_resume(co, L, nargs, &nres);
     if (wd && rt->watchdog == wd) corio__watchdog_leave(wd); /* the task may have stopped it */
     if (rt->timing) add_run_time(L, tidx, uv_hrtime() - t0);
