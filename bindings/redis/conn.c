@@ -72,7 +72,8 @@ static int conn_gc(lua_State *L) {
 
 /* corio.ps's reason for the writer task: "redis writer 127.0.0.1:6379" */
 static void writer_describe(lua_State *L, corio_waiter *w, const char *op) {
-  lua_pushfstring(L, "%s %s", op, container_of(w, conn, wr)->target);
+  const char *target = container_of(w, conn, wr)->target;
+  lua_pushfstring(L, "%s%s%s", op, *target ? " " : "", target);
 }
 
 /* corio._redis.conn([target]) -> Conn; target names the server in corio.ps's wait reasons */
@@ -248,13 +249,14 @@ static void call_describe(lua_State *L, corio_task *t, lua_State *co, void *data
     entry *e = at(c, i);
     if (e->task != t) continue;
     if (e->batch) {
-      lua_pushfstring(L, "redis %d command%s %s", e->n, e->n == 1 ? "" : "s", c->target);
+      lua_pushfstring(L, "redis %d command%s%s%s", e->n, e->n == 1 ? "" : "s",
+                      *c->target ? " " : "", c->target);
       return;
     }
     break;
   }
   const char *cmd = lua_type(co, 2) == LUA_TSTRING ? lua_tostring(co, 2) : "call";
-  lua_pushfstring(L, "redis %s %s", cmd, c->target);
+  lua_pushfstring(L, "redis %s%s%s", cmd, *c->target ? " " : "", c->target);
 }
 
 static const corio_wait CALL_WAIT = {"redis call", call_cancel, call_describe};
