@@ -113,7 +113,9 @@ describe("corio.ps", function()
         end
         corio.sleep(10)
       end)
-      corio.sleep(0.02)
+      -- until it sleeps for good (a fixed 20 ms was not always enough on a loaded machine)
+      local deadline = corio.now() + 5
+      repeat corio.sleep(0.01) until rec(t).reason == "sleep 10.00 s" or corio.now() > deadline
       local r = rec(t)
       corio.set_debug {times = false}
       assert.equal(4, r.resumes)
