@@ -42,11 +42,16 @@ run_as() {
 
 w1() { run_as "$1" bench/spawn_gather.lua | awk '{print $(NF-1)}' >>"$TMP/$1.w1"; }
 
+# the number before `word` in sleep_many.lua's line ("... 1.234 s wall, peak RSS 150.0 MiB,
+# 1573 bytes/task"), or after it (after = 1)
+field() { echo "$out" | awk -v w="$1" -v after="${2:-0}" '{
+  for (i = 1; i <= NF; i++) if ($i ~ "^" w) { print after ? $(i + 1) : $(i - 1); exit } }'; }
+
 w2() {
-  out=$(run_as "$1" bench/sleep_many.lua)
-  echo "$out" | awk '{for (i = 1; i <= NF; i++) if ($(i+1) ~ /^s$/ && $(i+2) ~ /^wall/) print $i}' >>"$TMP/$1.w2wall"
-  echo "$out" | awk '{for (i = 1; i <= NF; i++) if ($i == "RSS") print $(i+1)}' >>"$TMP/$1.w2rss"
-  echo "$out" | awk '{for (i = 1; i <= NF; i++) if ($(i+1) ~ /^bytes/) print $i}' >>"$TMP/$1.w2bytes"
+  out=$(run_as "$1" bench/sleep_many.lua | sed 's/ s wall/ s-wall/')
+  field s-wall >>"$TMP/$1.w2wall"
+  field RSS 1 >>"$TMP/$1.w2rss"
+  field bytes >>"$TMP/$1.w2bytes"
 }
 
 w3() {
@@ -100,7 +105,10 @@ ir() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 med() { if [ -s "$TMP/$1.$2" ]; then median <"$TMP/$1.$2"; else echo nan; fi; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%+.1f%%", (a / b - 1) * 100}'; }
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (b + 0 == 0) print "-"; else printf "%+.1f%%", (a / b - 1) * 100 }'
+}
 
 echo "observability cost: $RUNS interleaved runs (before, after, after+slow), medians;"
 echo "before = $BEFORE, after = $AFTER; $(nproc) CPUs shared with other work"
@@ -115,7 +123,8 @@ done
 
 row() { # label file unit
   b=$(med before "$2"); a=$(med after "$2"); s=$(med slow "$2")
-  printf '| %s | %s | %s (%s) | %s (%s) |\n' "$1" "$b" "$a" "$(ratio "$a" "$b")" "$s" "$(ratio "$s" "$b")"
+  printf '| %s | %s | %s (%s) | %s (%s) |\n' "$1" "$b" "$a" "$(ratio "$a" "$b")" \
+    "$s" "$(ratio "$s" "$b")"
 }
 echo
 echo "| workload | before | after, slow off | after, slow = 0.1 |"
