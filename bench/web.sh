@@ -7,8 +7,11 @@
 # Reports per server the median of $RUNS runs: req/s, p99 latency, peak RSS (VmHWM) and the
 # server's CPU time per request (utime+stime / requests: less sensitive to other load on the
 # machine than req/s, though not immune to it).
-# Usage: bench/web.sh [hello|slow|workers|all]   env: RUNS=3 HELLO_SECS=10 SLOW_SECS=10
-#        SERVER_CPU=0 WRK_CPU=1 CORIO=build/corio
+# Runs are interleaved (run 1 of every server, then run 2, ...): these VMs favour a binary run
+# back to back (doc/FACTS: page faults after another process freed memory).
+# Usage: bench/web.sh [hello|slow|workers|ab|all]   env: RUNS=3 HELLO_SECS=10 SLOW_SECS=10
+#        SERVER_CPU=0 WRK_CPU=1 CORIO=build/corio CORIO_B=(another corio, for "ab": hello
+#        with both binaries, e.g. before and after a change)
 set -eu
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
@@ -68,6 +71,7 @@ start_server() { # name workload -> sets SPID
     corio) if [ "$2" = slow ]; then set -- "$1" "$2" examples/web_hello.lua; else set -- "$1" "$2" bench/web_hello_fast.lua; fi
            taskset -c "$SERVER_CPU" "$CORIO" "$3" "$PORT" >/dev/null 2>&1 & SPID=$! ;;
     corio2) taskset -c 0,1 "$CORIO" bench/web_hello_fast.lua "$PORT" 2 >/dev/null 2>&1 & SPID=$! ;;
+    corio_b) taskset -c "$SERVER_CPU" "$CORIO_B" bench/web_hello_fast.lua "$PORT" >/dev/null 2>&1 & SPID=$! ;;
     nginx) taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -p "$TMP" >/dev/null 2>&1 & SPID=$! ;;
     node)  taskset -c "$SERVER_CPU" node "$TMP/node.js" "$PORT" "$2" >/dev/null 2>&1 & SPID=$! ;;
     aiohttp) taskset -c "$SERVER_CPU" $PY "$TMP/aio.py" "$PORT" "$2" >/dev/null 2>&1 & SPID=$! ;;
@@ -131,13 +135,13 @@ bench() { # workload servers...
   echo
   echo "== $wl: $(if [ "$wl" = slow ]; then echo "wrk -t1 -c1000 -d${SLOW_SECS}s --timeout 5s"; else echo "wrk -t1 -c100 -d${HELLO_SECS}s"; fi), median of $RUNS runs"
   printf "%-8s %12s %10s %10s %12s\n" server "req/s" "p99 ms" "RSS MiB" "CPU us/req"
+  for s in "$@"; do : >"$TMP/$s.res"; done
+  r=0
+  while [ $r -lt "$RUNS" ]; do
+    for s in "$@"; do run_once "$s" "$wl" >>"$TMP/$s.res"; done
+    r=$((r + 1))
+  done
   for s in "$@"; do
-    : >"$TMP/$s.res"
-    r=0
-    while [ $r -lt "$RUNS" ]; do
-      run_once "$s" "$wl" >>"$TMP/$s.res"
-      r=$((r + 1))
-    done
     rps=$(awk '{print $1}' "$TMP/$s.res" | median)
     p99=$(awk '{print $2}' "$TMP/$s.res" | median)
     rss=$(awk '{print $3}' "$TMP/$s.res" | median)
@@ -160,6 +164,8 @@ case $WHAT in
   hello) bench hello corio nginx node aiohttp ;;
   slow) bench slow corio node aiohttp ;;
   workers) bench hello corio corio2 ;;
+  ab) [ -x "${CORIO_B:-}" ] || { echo "ab: set CORIO_B to another corio binary" >&2; exit 2; }
+      bench hello corio corio_b ;;
   all) bench hello corio nginx node aiohttp; bench slow corio node aiohttp ;;
-  *) echo "usage: $0 [hello|slow|workers|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [hello|slow|workers|ab|all]" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@
  * permessage-deflate (RFC 7692) is zlib's raw deflate.
  * Lua module "corio._websocket": accept(key) -> string, mask(data, key4) -> string,
  * random(n) -> string, deflate(data) -> string, inflater() -> z (z:inflate(data, max)). */
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -52,6 +53,156 @@ static int ws_mask(lua_State *L) {
   memcpy(k, key, 4);
   for (size_t i = 0; i < n; i++) out[i] = (char)((unsigned char)data[i] ^ k[i & 3]);
   luaL_pushresultsize(&b, n);
+  return 1;
+}
+
+/* ---- frames ------------------------------------------------------------------------------ */
+
+/* dst = src XOR the key repeated, key aligned on src's first byte (dst may be src) */
+static void xor_key(unsigned char *dst, const unsigned char *src, size_t n,
+                    const unsigned char key[4]) {
+  size_t i = 0;
+  uint64_t k8;
+  unsigned char kb[8] = {key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]};
+  memcpy(&k8, kb, 8);
+  for (; i + 8 <= n; i += 8) { /* eight bytes at a time: the key repeats every four */
+    uint64_t v;
+    memcpy(&v, src + i, 8);
+    v ^= k8;
+    memcpy(dst + i, &v, 8);
+  }
+  for (; i < n; i++) dst[i] = src[i] ^ key[i & 3];
+}
+
+/* _websocket.parse(buf, pos) -> op, fin, rsv, masked, len, payload | nil, next
+ *   | nil (the header is not all in buf yet)
+ * The frame starting at buf[pos]: its opcode, FIN (boolean), RSV bits (0-7), MASK (boolean),
+ * payload length (-1 if a 64-bit length too big for a position to count) and the payload,
+ * unmasked, if all of it is in buf (else nil: the caller reads the rest, next - pos - what
+ * buf holds from pos, and parses again). next is the position after the frame. Checks
+ * nothing else: the protocol's rules are websocket.lua's. */
+static int ws_parse(lua_State *L) {
+  size_t n;
+  const unsigned char *buf = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, pos >= 1, 2, "position out of range");
+  if ((size_t)pos > n) return 0;
+  const unsigned char *p = buf + pos - 1;
+  size_t have = n - (size_t)(pos - 1);
+  if (have < 2) return 0;
+  int masked = p[1] & 0x80;
+  size_t len7 = p[1] & 0x7f, hdr = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+  if (have < hdr) return 0;
+  uint64_t len = len7;
+  if (len7 == 126) len = ((uint64_t)p[2] << 8) | p[3];
+  if (len7 == 127) {
+    len = 0;
+    for (int i = 2; i < 10; i++) len = (len << 8) | p[i];
+  }
+  lua_pushinteger(L, p[0] & 0x0f);
+  lua_pushboolean(L, p[0] & 0x80);
+  lua_pushinteger(L, (p[0] >> 4) & 7);
+  lua_pushboolean(L, masked);
+  if (len > (uint64_t)INT64_MAX - (uint64_t)pos - hdr) { /* (pos + hdr + len must fit) */
+    lua_pushinteger(L, -1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 7;
+  }
+  lua_pushinteger(L, (lua_Integer)len);
+  if (have - hdr < len) {
+    lua_pushnil(L);
+  } else if (!masked) {
+    lua_pushlstring(L, (const char *)p + hdr, (size_t)len);
+  } else {
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)len);
+    xor_key(out, p + hdr, (size_t)len, p + hdr - 4);
+    luaL_pushresultsize(&b, (size_t)len);
+  }
+  lua_pushinteger(L, pos + (lua_Integer)hdr + (lua_Integer)len);
+  return 7;
+}
+
+/* _websocket.frame(b1, data, masked) -> a whole frame: the first byte b1 (FIN, RSV, opcode),
+ * the length, with `masked` a fresh random key and the data masked with it */
+static int ws_frame(lua_State *L) {
+  lua_Integer b1 = luaL_checkinteger(L, 1);
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  int masked = lua_toboolean(L, 3);
+  unsigned char head[14];
+  size_t h = 0;
+  head[h++] = (unsigned char)b1;
+  unsigned char m = masked ? 0x80 : 0;
+  if (n < 126) {
+    head[h++] = m | (unsigned char)n;
+  } else if (n < 65536) {
+    head[h++] = m | 126;
+    head[h++] = (unsigned char)(n >> 8);
+    head[h++] = (unsigned char)n;
+  } else {
+    head[h++] = m | 127;
+    for (int i = 7; i >= 0; i--) head[h++] = (unsigned char)((uint64_t)n >> (8 * i));
+  }
+  if (masked && RAND_bytes(head + h, 4) != 1) return luaL_error(L, "websocket: no random bytes");
+  const unsigned char *key = head + h;
+  if (masked) h += 4;
+  luaL_Buffer b;
+  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, h + n);
+  memcpy(out, head, h);
+  if (masked) xor_key(out + h, (const unsigned char *)data, n, key);
+  else memcpy(out + h, data, n);
+  luaL_pushresultsize(&b, h + n);
+  return 1;
+}
+
+/* s is valid UTF-8 by utf8.len's strict rules: no overlong forms, no surrogates, nothing above
+ * U+10FFFF. ASCII runs are checked 8 bytes at a time. */
+static int valid_utf8(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t v;
+      memcpy(&v, s + i, 8);
+      if (!(v & 0x8080808080808080ull)) {
+        i += 8;
+        continue;
+      }
+    }
+    unsigned c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k;
+    unsigned lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) {
+      k = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      k = 2;
+      if (c == 0xe0) lo = 0xa0;      /* overlong */
+      else if (c == 0xed) hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      k = 3;
+      if (c == 0xf0) lo = 0x90;      /* overlong */
+      else if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
+    } else {
+      return 0;
+    }
+    if (i + k >= n || s[i + 1] < lo || s[i + 1] > hi) return 0;
+    for (size_t j = 2; j <= k; j++)
+      if ((s[i + j] & 0xc0) != 0x80) return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+/* _websocket.utf8(s) -> whether s is valid UTF-8 (what utf8.len accepts) */
+static int ws_utf8(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushboolean(L, valid_utf8((const unsigned char *)s, n));
   return 1;
 }
 
@@ -198,6 +349,9 @@ static const luaL_Reg zbox_methods[] = {
 static const luaL_Reg funcs[] = {
   {"accept", ws_accept},
   {"mask", ws_mask},
+  {"parse", ws_parse},
+  {"frame", ws_frame},
+  {"utf8", ws_utf8},
   {"random", ws_random},
   {"deflate", ws_deflate},
   {"inflater", ws_inflater},

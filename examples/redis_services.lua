@@ -12,6 +12,7 @@
 local corio = require "corio"
 local redis = require "corio.redis"
 local process = require "corio.process"
+local fs = require "corio.fs"
 
 local ORDERS = {
   {id = 1, item = "book", qty = 2, price = 12.50},
@@ -78,15 +79,8 @@ end
 
 -- ---- the shop: a Redis server, the two services, the orders and the audit log ---------------
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
 local function start_redis()
-  local dir = sh("mktemp -d /tmp/corio-example-XXXXXX")
+  local dir = assert(fs.mkdtemp("/tmp/corio-example-"))
   local path = dir .. "/redis.sock"
   local server = assert(process.spawn{"redis-server", "--port", "0", "--unixsocket", path,
     "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "no",
@@ -145,7 +139,7 @@ local function shop()
          .. "from other processes"):format(#ORDERS, shipped, declined, revenue, bridge.received))
   server:kill("TERM")
   server:wait()
-  os.execute("rm -rf " .. dir)
+  fs.remove(dir, true)
 end
 
 corio.run(function()

@@ -11,6 +11,7 @@
 local corio = require "corio"
 local redis = require "corio.redis"
 local process = require "corio.process"
+local fs = require "corio.fs"
 
 local QUEUE = {group = "workers", visibility = 1, batch = 1, block = 0.2}
 local WORDS = {"Hello", "World", "Asyncio"}
@@ -59,16 +60,9 @@ end
 
 -- ---- the launcher: a Redis server and the three processes -----------------------------------
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
 -- A private redis-server on a Unix socket in a temporary directory: server, path, dir.
 local function start_redis()
-  local dir = sh("mktemp -d /tmp/corio-example-XXXXXX")
+  local dir = assert(fs.mkdtemp("/tmp/corio-example-"))
   local path = dir .. "/redis.sock"
   local server = assert(process.spawn{"redis-server", "--port", "0", "--unixsocket", path,
     "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "no",
@@ -138,7 +132,7 @@ local function launch(n)
                 stats.pending + stats.in_flight))
   server:kill("TERM")
   server:wait()
-  os.execute("rm -rf " .. dir)
+  fs.remove(dir, true)
 end
 
 corio.run(function()

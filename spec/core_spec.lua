@@ -6,9 +6,12 @@ describe("corio.sleep", function()
     local log = {}
     corio.run(function()
       local t = corio.spawn(function()
-        for i = 1, 3 do log[#log + 1] = "bg" .. i; corio.sleep(0.01) end
+        for i = 1, 3 do log[#log + 1] = "bg" .. i; corio.sleep(0.05) end
       end)
-      corio.sleep(0.015)
+      -- let the task take its first step, so both clocks start together: main then wakes
+      -- 25 ms after bg2 and 25 ms before bg3, however late the machine runs the first step
+      corio.sleep(0)
+      corio.sleep(0.075)
       log[#log + 1] = "main"
       t:await()
     end)

@@ -4,7 +4,7 @@
 local corio = require "corio"
 local support = require "support"
 local tcp = require "corio._tcp"
-local workers = require "corio._web_workers"
+local process = require "corio.process"
 local web = require "corio.web"
 
 -- Opens a TCP connection and a child process, closes them unless arg[1] is "leave", then runs
@@ -14,7 +14,7 @@ package.path = "spec/?.lua;" .. package.path
 local corio = require "corio"
 local support = require "support"
 local tcp = require "corio._tcp"
-local workers = require "corio._web_workers"
+local process = require "corio.process"
 local web = require "corio.web"
 local conn, worker
 corio.run(function()
@@ -22,7 +22,7 @@ corio.run(function()
   app:get("/", function() return "hi" end)
   local server = assert(app:listen{port = 0})
   conn = assert(tcp.connect("127.0.0.1", server.port))
-  worker = assert(workers.spawn("/bin/sleep", {"sleep", "5"}, {}))
+  worker = assert(process.spawn {"/bin/sleep", "5"})
   server:close()
   if arg[1] ~= "leave" then
     conn:close()
@@ -61,7 +61,7 @@ describe("the leak check", function()
       app:get("/", function() return "hi" end)
       local server = assert(app:listen{port = 0})
       local conn = assert(tcp.connect("127.0.0.1", server.port))
-      local worker = assert(workers.spawn("/bin/sleep", {"sleep", "5"}, {}))
+      local worker = assert(process.spawn {"/bin/sleep", "5"})
       server:close()
       support.settle()
       assert.equal(before + 2, require("corio.core")._stats().handles)

@@ -704,5 +704,31 @@ describe("corio.net", function()
       assert.equal("", err)
       assert.equal("2000", out:match("%d+"))
     end)
+
+    it("opens a descriptor a parent passed down with from_fd", function()
+      local script = support.script [[
+        local corio = require "corio"
+        local net = require "corio.net"
+        corio.run(function()
+          local s = assert(net.from_fd(3))
+          assert(s:write("up\n"))
+          print(s:read_line())
+          s:close()
+          print(select(3, net.from_fd(3)))  -- closed with the stream
+        end)
+      ]]
+      corio.run(function()
+        local process = require "corio.process"
+        local p <close> = assert(process.spawn {CORIO, script, stdout = "pipe",
+                                                fds = {[3] = "pipe"}})
+        assert.equal("up", p.fds[3]:read_line())
+        assert(p.fds[3]:write("down\n"))
+        assert.equal("down\nEBADF\n", (p:communicate()))
+        assert.same({0}, {p:wait()})
+      end)
+      os.remove(script)
+      assert.has_error(function() net.from_fd(1) end,
+        "from_fd: expected a descriptor above 2 (stdin() and the like are for 0-2), got 1")
+    end)
   end)
 end)

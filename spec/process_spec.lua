@@ -228,6 +228,43 @@ describe("corio.process", function()
     end)
   end)
 
+  it("gives the child more descriptors: one of ours, and a two-way pipe", function()
+    corio.run(function()
+      local sock <close> = assert(require("corio._http_server").socket {port = 0})
+      local fd = sock:fileno()
+      local p <close> = assert(process.spawn {"sh", "-c",
+        "readlink /proc/self/fd/3; echo up >&4; read line <&4; echo \"got $line\" >&4",
+        stdout = "pipe", fds = {[3] = fd, [4] = "pipe"}})
+      local ours = assert(io.popen("readlink /proc/" .. process.getpid() .. "/fd/" .. fd))
+      assert.equal(ours:read("l"), p.stdout:read_line())  -- the same socket
+      ours:close()
+      local ctl = p.fds[4]
+      assert.equal("up", ctl:read_line())
+      assert(ctl:write("hello\n"))
+      assert.equal("got hello", ctl:read_line())
+      assert.same({0}, {p:wait()})
+      assert.is_nil(ctl:read_line())
+      local plain <close> = assert(process.spawn {"true"})
+      assert.same({}, plain.fds)
+      assert.has_error(function() process.spawn {"true", fds = {[2] = "pipe"}} end,
+        "spawn: fds keys must be 3 to 15")
+      assert.has_error(function() process.spawn {"true", fds = {[3] = "file"}} end,
+        "spawn: fds[3] must be a descriptor or \"pipe\"")
+      assert.has_error(function() process.spawn {"true", fds = 3} end,
+        "spawn: fds must be a table {[3] = descriptor | \"pipe\", ...}, got number")
+    end)
+  end)
+
+  it("tells this process's environment and executable", function()
+    local env = process.environ()
+    assert.equal(os.getenv("PATH"), env.PATH)
+    assert.equal(os.getenv("HOME"), env.HOME)
+    local exe = assert(process.exepath())
+    local f = assert(io.popen("readlink -f /proc/" .. process.getpid() .. "/exe"))
+    assert.equal(f:read("l"), exe)
+    f:close()
+  end)
+
   it("works at top level, outside any task", function()
     local r = assert(process.run{"echo", "top"})
     assert.equal("top\n", r.stdout)

@@ -306,6 +306,46 @@ describe("corio.web", function()
     end)
   end)
 
+  it("answers a request that was on its way when shutdown began, then closes", function()
+    corio.run(function()
+      local tcp = require "corio._tcp"
+      local app = web.Application()
+      app:get("/", function() return "hi" end)
+      local server = assert(app:listen{port = 0})
+      local kept = assert(tcp.connect("127.0.0.1", server.port))  -- kept alive, now idle
+      assert(kept:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert.truthy(kept:read():find("\r\n\r\nhi$"))
+      local fresh = assert(tcp.connect("127.0.0.1", server.port))  -- accepted, silent yet
+      corio.sleep(0.1)
+      local done = corio.spawn(server.shutdown, server, 5)
+      corio.sleep(0.2)  -- the requests arrive after shutdown began
+      local rs = {}
+      for i, c in ipairs {kept, fresh} do
+        assert(c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        local got = {}
+        for data in function() return c:read() end do got[#got + 1] = data end
+        rs[i] = W.parse(table.concat(got))[1]
+        c:close()
+      end
+      for i = 1, 2 do
+        local r = rs[i] or {}
+        assert.equal("hi", r.body)
+        assert.equal("close", r.headers.connection)
+      end
+      assert.is_true(done:await())
+      -- one that sends nothing is closed after a second, not at the idle timeout
+      server = assert(app:listen{port = 0})
+      local silent = assert(tcp.connect("127.0.0.1", server.port))
+      corio.sleep(0.1)
+      local t0 = corio.now()
+      assert.is_true(server:shutdown(10))
+      local took = corio.now() - t0
+      assert.is_true(took > 0.5 and took < 5, took)
+      assert.is_nil(silent:read())
+      silent:close()
+    end)
+  end)
+
   it("cancels handlers that outlive the grace period", function()
     local cancelled = false
     corio.run(function()

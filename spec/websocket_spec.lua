@@ -184,6 +184,10 @@ describe("corio.websocket", function()
         {frame(2, string.rep("b", 600), {fin = false}) .. frame(0, string.rep("b", 600)), 1009},
         {frame(8, string.pack(">I2", 1005)), 1002},            -- a code never sent
         {frame(8, "x"), 1002},                                 -- a 1-byte close payload
+        -- a 64-bit length just under 2^63 (found by fuzz_websocket: it overflowed the
+        -- position after the frame)
+        {"\x82\xff\x7f\xff\xff\xff\xff\xff\xff\xff\1\2\3\4", 1009},
+        {"\x82\xff\xff\xff\xff\xff\xff\xff\xff\xff\1\2\3\4", 1009}, -- the top bit set
       }
       for i, case in ipairs(cases) do
         local s = raw_connect(port)

@@ -106,6 +106,26 @@ static int ok_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+/* The request's operation name, for the continuations' messages (user value 1). */
+static void set_op(lua_State *L, const char *op) {
+  lua_pushstring(L, op);
+  lua_setiuservalue(L, -2, 1);
+}
+
+/* The shape of the libuv requests that take one path. */
+typedef int (*path_fn)(uv_loop_t *, uv_fs_t *, const char *, uv_fs_cb);
+
+/* fs.X(path): start fn on the path and suspend until k builds the answer. `what` names the
+ * suspension ("fs stat"), `op` the failure ("stat /x: no such file or directory"). */
+static int path_op(lua_State *L, const char *what, const char *op, path_fn fn, lua_KFunction k) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  fsreq *r = start(L, what);
+  set_op(L, op);
+  int rc = fn(corio__loop(r->rt), &r->u.fs, path, fs__cb);
+  return fs__req_wait(L, r, rc, op, path, k, 2);
+}
+
 /* ---- stat -------------------------------------------------------------------------------- */
 
 static const char *kind(uint64_t mode) {
@@ -160,29 +180,15 @@ static int stat_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* fs.stat(path) -> {type=, size=, mode=, mtime=, ...} | nil, msg, code  [suspends] */
 static int fs_stat(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  fsreq *r = start(L, "fs stat");
-  int rc = uv_fs_stat(corio__loop(r->rt), &r->u.fs, path, fs__cb);
-  return fs__req_wait(L, r, rc, "stat", path, stat_k, 2);
+  return path_op(L, "fs stat", "stat", uv_fs_stat, stat_k);
 }
 
 /* fs.lstat(path) -> as stat, without following a final symbolic link  [suspends] */
 static int fs_lstat(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  fsreq *r = start(L, "fs lstat");
-  int rc = uv_fs_lstat(corio__loop(r->rt), &r->u.fs, path, fs__cb);
-  return fs__req_wait(L, r, rc, "lstat", path, stat_k, 2);
+  return path_op(L, "fs lstat", "lstat", uv_fs_lstat, stat_k);
 }
 
 /* ---- operations that answer true --------------------------------------------------------- */
-
-/* Record the operation's name for ok_k's message (user value 1 of the request). */
-static void set_op(lua_State *L, const char *op) {
-  lua_pushstring(L, op);
-  lua_setiuservalue(L, -2, 1);
-}
 
 /* fs._mkdir(path[, mode = 0777]) -> true | nil, msg, code  [suspends] */
 static int fs_mkdir(lua_State *L) {
@@ -197,22 +203,12 @@ static int fs_mkdir(lua_State *L) {
 
 /* fs._rmdir(path) -> true | nil, msg, code  [suspends] */
 static int fs_rmdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  fsreq *r = start(L, "fs remove");
-  set_op(L, "remove");
-  int rc = uv_fs_rmdir(corio__loop(r->rt), &r->u.fs, path, fs__cb);
-  return fs__req_wait(L, r, rc, "remove", path, ok_k, 2);
+  return path_op(L, "fs remove", "remove", uv_fs_rmdir, ok_k);
 }
 
 /* fs._unlink(path) -> true | nil, msg, code  [suspends] */
 static int fs_unlink(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  fsreq *r = start(L, "fs remove");
-  set_op(L, "remove");
-  int rc = uv_fs_unlink(corio__loop(r->rt), &r->u.fs, path, fs__cb);
-  return fs__req_wait(L, r, rc, "remove", path, ok_k, 2);
+  return path_op(L, "fs remove", "remove", uv_fs_unlink, ok_k);
 }
 
 /* fs.rename(from, to) -> true | nil, msg, code  [suspends] */
@@ -230,21 +226,26 @@ static int fs_rename(lua_State *L) {
 
 /* ---- realpath and scandir ---------------------------------------------------------------- */
 
-static int realpath_k(lua_State *L, int status, lua_KContext ctx) {
+/* realpath's and mkdtemp's answer: the path libuv made */
+static int path_k(lua_State *L, int status, lua_KContext ctx) {
   fsreq *r = lua_touserdata(L, (int)ctx);
   (void)status;
-  if (r->result < 0) return corio__fail(L, "realpath", lua_tostring(L, 1), (int)r->result);
-  lua_pushstring(L, r->u.fs.ptr);
+  if (r->result < 0) {
+    lua_getiuservalue(L, (int)ctx, 1); /* op name */
+    return corio__fail(L, lua_tostring(L, -1), lua_tostring(L, 1), (int)r->result);
+  }
+  lua_pushstring(L, r->u.fs.fs_type == UV_FS_MKDTEMP ? r->u.fs.path : r->u.fs.ptr);
   return 1;
 }
 
 /* fs.realpath(path) -> absolute path without links, . or .. | nil, msg, code  [suspends] */
 static int fs_realpath(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  fsreq *r = start(L, "fs realpath");
-  int rc = uv_fs_realpath(corio__loop(r->rt), &r->u.fs, path, fs__cb);
-  return fs__req_wait(L, r, rc, "realpath", path, realpath_k, 2);
+  return path_op(L, "fs realpath", "realpath", uv_fs_realpath, path_k);
+}
+
+/* fs._mkdtemp(template ending in XXXXXX) -> the new directory (mode 0700) | nil, msg, code */
+static int fs_mkdtemp(lua_State *L) {
+  return path_op(L, "fs mkdtemp", "mkdtemp", uv_fs_mkdtemp, path_k);
 }
 
 static const char *dirent_kind(uv_dirent_type_t t) {
@@ -451,6 +452,7 @@ static const luaL_Reg funcs[] = {
   {"_unlink", fs_unlink},
   {"rename", fs_rename},
   {"realpath", fs_realpath},
+  {"_mkdtemp", fs_mkdtemp},
   {"_scandir", fs_scandir},
   {"read_file", fs_read_file},
   {"_write_file", fs_write_file},

@@ -46,7 +46,11 @@ static void conn_timer_fire(corio_runtime *rt, corio_timer *t) {
     if (c->got_bytes) corio__hs_send_error(c, 408);
     else corio__hs_conn_close(c);
     break;
-  case T_BODY: corio__hs_send_error(c, 408); break;
+  case T_BODY:
+    /* a body its handler reads (or that is drained after the answer) ends there too */
+    if (c->task || c->draining) corio__hs_body_fail(c, 408);
+    else corio__hs_send_error(c, 408);
+    break;
   default: corio__hs_conn_close(c); break;
   }
 }
@@ -66,6 +70,21 @@ static void arm(conn *c, int kind, double seconds) {
 
 static void disarm(conn *c) {
   c->timer_kind = T_NONE;
+}
+
+/* How long a connection may wait for its next request: the idle timeout, and at most
+ * DRAIN_SECONDS once the server stopped accepting. */
+static double idle_time(server *s) {
+  return s->listening || s->idle_timeout < DRAIN_SECONDS ? s->idle_timeout : DRAIN_SECONDS;
+}
+
+/* The server stopped accepting and c waits for a request (its first, or the next on a kept
+ * connection). Closing it now would cut off a request already on its way (the client would see
+ * a reset and no answer): it gets DRAIN_SECONDS to arrive, and is answered with Connection:
+ * close. */
+void corio__hs_conn_drain(conn *c) {
+  uint64_t when = uv_hrtime() + (uint64_t)(DRAIN_SECONDS * 1e9);
+  if (c->timer_kind == T_NONE || c->deadline > when) arm(c, T_IDLE, DRAIN_SECONDS);
 }
 
 /* ---- closing --------------------------------------------------------------------------- */
@@ -106,6 +125,7 @@ void corio__hs_client_gone(conn *c) {
 void corio__hs_request_over(conn *c) {
   fire_gone(c, 0);
   c->client_gone = 0;
+  corio__hs_body_release(c);
 }
 
 /* Keep a refusal for the access log (the oldest is dropped when the logger lags). */
@@ -162,8 +182,10 @@ void corio__hs_conn_close(conn *c) {
   else s->conns = c->next;
   c->next = c->prev = NULL;
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
-  /* a stream writer waiting for room learns the client is gone */
+  /* a stream writer waiting for room learns the client is gone, and so does a body reader */
   corio__waiter_wake(s->rt, &c->drain, UV_ECONNRESET);
+  if (c->task && c->body_open && !c->body_err) c->body_err = BODY_GONE;
+  if (c->reader || c->sink) corio__hs_body_progress(c);
   corio__hs_release_refs(s);
 }
 
@@ -223,7 +245,7 @@ static void write_cb(uv_write_t *req, int status) {
     corio__waiter_wake(s->rt, &c->drain, 0);
   if (c->timer_kind == T_WRITE && c->writes == 0) {
     /* written out: an idle keep-alive connection gets its idle time back */
-    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, s->idle_timeout);
+    if (c->state == ST_HEAD && !c->got_bytes) arm(c, T_IDLE, idle_time(s));
     else disarm(c);
   }
   if (c->file_fd >= 0 && c->writes == 0) {
@@ -353,8 +375,13 @@ void corio__hs_file_next(conn *c) {
 
 /* ---- the request cycle ----------------------------------------------------------------- */
 
+static void next_request(lua_State *L, conn *c);
+
 /* Parse what the client sent, until a request completes (the parser then pauses), an error
- * or the end of the data. Leftover bytes wait in c->pending. */
+ * or the end of the data. Leftover bytes wait in c->pending.
+ * A request is handed to a handler task as soon as its head is parsed: at once when it has
+ * no body or all of it came with the head, else here while the body goes on arriving (the
+ * handler reads it from c->body, body.c). */
 static void feed(lua_State *L, conn *c, const char *data, size_t n) {
   if (n == 0) return;
   if (c->state == ST_HEAD && !c->got_bytes && c->timer_kind == T_IDLE)
@@ -362,23 +389,28 @@ static void feed(lua_State *L, conn *c, const char *data, size_t n) {
   size_t used;
   int r = corio__hs_parse(c, data, n, &used);
   /* The deadlines of what the parser saw: the header's starts with the request's first
-   * byte and is never pushed back by later bytes; the body's moves with each body byte. */
+   * byte and is never pushed back by later bytes; the body's moves with each body byte. A
+   * client waiting for 100 Continue is not late: its body deadline starts with the 100. */
   if (c->ev_begin && c->timer_kind != T_HEADER) arm(c, T_HEADER, c->srv->header_timeout);
   if (c->ev_head) {
-    if (c->body_expected) arm(c, T_BODY, c->srv->body_timeout);
+    if (c->body_expected && !c->continue_owed) arm(c, T_BODY, c->srv->body_timeout);
     else disarm(c);
   } else if (c->ev_body && c->timer_kind == T_BODY) {
     arm(c, T_BODY, c->srv->body_timeout);
   }
-  if (c->ev_continue) { /* before the answer, even one that rejects the body */
-    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-    corio__hs_conn_write(c, &b, 1);
-  }
   if (c->state == ST_CLOSED) return;
-  if (r == HS_MORE) return;
+  if (r == HS_MORE) {
+    if (c->task) {
+      corio__hs_body_progress(c); /* more of the body its handler reads */
+    } else if (c->ev_head && c->body_open && !c->draining) {
+      corio__hs_dispatch(L, c);
+      if (c->task) corio__hs_body_progress(c); /* the high-water mark may be passed */
+    }
+    return;
+  }
   if (r == HS_REJECT) {
-    if (c->err_status == HS_NOMEM) corio__hs_conn_close(c);
+    if (c->task || c->draining) corio__hs_body_fail(c, c->err_status);
+    else if (c->err_status < 0) corio__hs_conn_close(c);
     else corio__hs_send_error(c, c->err_status);
     return;
   }
@@ -394,7 +426,15 @@ static void feed(lua_State *L, conn *c, const char *data, size_t n) {
     memcpy(c->pending, data + used, rest);
   }
   c->pending_len = rest;
-  corio__hs_dispatch(L, c);
+  if (c->draining) { /* the rest of a body answered early is gone: on to the next request */
+    c->draining = 0;
+    if (c->srv->listening) next_request(L, c);
+    else corio__hs_begin_close(c);
+  } else if (c->task) {
+    corio__hs_body_progress(c); /* the end of the body its handler reads */
+  } else {
+    corio__hs_dispatch(L, c);
+  }
 }
 
 /* Parse the bytes that arrived while the previous request was being handled. */
@@ -405,6 +445,18 @@ static void process_pending(lua_State *L, conn *c) {
   c->pending_len = 0;
   feed(L, c, p, n);
   free(p);
+}
+
+/* The handler answered before the body's end, and the head kept the connection open: read
+ * and drop the rest (up to DRAIN_MAX bytes, under the body deadline), then go on with the next
+ * request. A body that goes past that closes the connection (parse.c, HS_DRAINED). */
+static void start_drain(conn *c) {
+  c->draining = 1;
+  c->body_len = c->body_off = 0;
+  c->drain_limit = c->body_total + DRAIN_MAX;
+  c->body_paused = 0;
+  arm(c, T_BODY, c->srv->body_timeout);
+  if (!c->reading && !c->eof && c->state == ST_BODY) read_start(c);
 }
 
 /* The response to the current request is complete (queued in order on the socket): go on
@@ -424,11 +476,21 @@ void corio__hs_finish_response(lua_State *L, conn *c) {
     corio__hs_begin_close(c);
     return;
   }
+  if (c->state == ST_BODY) {
+    start_drain(c);
+    return;
+  }
+  next_request(L, c);
+}
+
+/* The request is done with, body and all: parse the next one on this connection. */
+static void next_request(lua_State *L, conn *c) {
   corio__hs_reset(c);
   if (c->pending_len) {
     process_pending(L, c);
     if (c->state != ST_HEAD || c->got_bytes) {
-      if (c->state != ST_CLOSED && c->state != ST_LINGER && !c->reading && !c->eof)
+      if (c->state != ST_CLOSED && c->state != ST_LINGER && !c->reading && !c->eof &&
+          !c->body_paused)
         read_start(c);
       return;
     }
@@ -438,7 +500,37 @@ void corio__hs_finish_response(lua_State *L, conn *c) {
     return;
   }
   if (!c->reading) read_start(c);
-  if (c->writes == 0 || c->timer_kind != T_WRITE) arm(c, T_IDLE, c->srv->idle_timeout);
+  if (c->writes == 0 || c->timer_kind != T_WRITE) arm(c, T_IDLE, idle_time(c->srv));
+}
+
+/* The unread body reached the high-water mark: stop reading; its handler is slow, not the
+ * client, so the body deadline stops too. */
+void corio__hs_body_pause(conn *c) {
+  if (!c->reading || c->state != ST_BODY) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+  c->body_paused = 1;
+  if (c->timer_kind == T_BODY) disarm(c);
+}
+
+void corio__hs_body_resume(conn *c) {
+  if (!c->body_paused) return;
+  c->body_paused = 0;
+  if (c->state != ST_BODY || c->eof) return;
+  arm(c, T_BODY, c->srv->body_timeout);
+  if (c->state == ST_BODY) read_start(c); /* arm closes the connection if the heap is full */
+}
+
+/* Expect: 100-continue, answered once the handler starts reading the body; the client sends
+ * it from now on, so its deadline starts now. */
+void corio__hs_send_continue(conn *c) {
+  static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  if (!c->continue_owed) return;
+  c->continue_owed = 0;
+  if (c->answered || c->state != ST_BODY) return; /* no interim answer after the final one */
+  uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+  corio__hs_conn_write(c, &b, 1);
+  if (c->state == ST_BODY && !c->body_paused) arm(c, T_BODY, c->srv->body_timeout);
 }
 
 /* ---- reading and accepting -------------------------------------------------------------- */
@@ -446,7 +538,9 @@ void corio__hs_finish_response(lua_State *L, conn *c) {
 static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   conn *c = container_of((uv_tcp_t *)h, conn, tcp);
   (void)size;
-  /* One buffer per server: every read is parsed (or copied out) before the next. */
+  /* A body its handler reads is read in place (body.c); otherwise one buffer per server:
+   * every read is parsed (or copied out) before the next. */
+  if (c->state == ST_BODY && c->task && corio__hs_body_space(c, buf)) return;
   *buf = uv_buf_init(c->srv->rbuf, READ_BUF);
 }
 
@@ -471,6 +565,10 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       break;
     case ST_LINGER:
       if (c->writes == 0) corio__hs_conn_close(c);
+      break;
+    case ST_BODY: /* the body is cut short: its handler, if one runs, learns the client left */
+      corio__hs_client_gone(c);
+      corio__hs_conn_close(c);
       break;
     default: corio__hs_conn_close(c); break; /* idle, or an incomplete request then EOF */
     }

@@ -1,7 +1,8 @@
 /* The HTTP/1.1 server's private header: the server and connection records and what its files
  * share. parse.c turns bytes into requests (llhttp callbacks and limits; no socket, no timer:
  * fuzz/fuzz_http_request.c feeds it directly), conn.c is a connection's life cycle (accept,
- * read, timeouts, writes, close), respond.c builds responses, server.c is the Lua surface. */
+ * read, timeouts, writes, close), body.c hands a request body to its handler as it arrives
+ * (read, save to a file), respond.c builds responses, server.c is the Lua surface. */
 #ifndef CORIO_HTTP_SERVER_H
 #define CORIO_HTTP_SERVER_H
 
@@ -20,9 +21,15 @@
 #define OUT_HWM_DEFAULT (256 * 1024) /* a stream writer waits above this many queued bytes */
 #define REFUSALS 256                 /* refused requests kept for the access log, at most */
 #define POOL_SWEEP_SECONDS 5.0       /* idle handler tasks unused this long end */
+#define BODY_HWM_DEFAULT (256 * 1024) /* unread request body bytes before reading pauses */
+#define DRAIN_MAX (1024 * 1024) /* body bytes dropped after an early answer, then close */
+#define BODY_GONE 499           /* c->body_err: the client left before the body's end */
+#define DRAIN_SECONDS 1.0            /* after close, a connection's time for its next request */
 
 typedef struct server server;
 typedef struct conn conn;
+typedef struct body_slot body_slot;
+typedef struct body_sink body_sink;
 
 enum { ST_HEAD, ST_BODY, ST_HANDLING, ST_LINGER, ST_CLOSED };
 enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_WRITE, T_LINGER };
@@ -30,6 +37,8 @@ enum { CB_NONE, CB_FIELD, CB_VALUE, CB_VALUE_DONE };
 
 /* err_status when a buffer could not grow: the connection is closed without an answer. */
 #define HS_NOMEM (-1)
+/* err_status when a drained body passed DRAIN_MAX: closed without an answer (one was sent). */
+#define HS_DRAINED (-2)
 
 /* A request.disconnected watcher: a userdata on the watching task's stack. c is cleared when
  * the outcome is known (gone = 1: the client left; 0: the request ended first). */
@@ -62,7 +71,7 @@ struct conn {
   uint64_t deadline; /* uv_hrtime() when the current phase's time is up */
   int timer_kind;
   int state;
-  /* the request being read: URL and headers in buf, body in body */
+  /* the request being read: URL and headers in buf, the unread body in body[body_off..len) */
   char *buf;
   size_t len, cap;
   uint32_t url_len;
@@ -70,7 +79,12 @@ struct conn {
   int nhdr, hcap, last_cb;
   size_t head_raw; /* raw bytes seen while the head is incomplete */
   char *body;
-  size_t body_len, body_cap;
+  size_t body_len, body_cap, body_off;
+  uint64_t body_total;  /* body bytes received for this request (max_body counts these) */
+  uint64_t drain_limit; /* while draining: body_total past which the connection closes */
+  int body_err;         /* why the body cannot be read to its end: 400, 408, 413, BODY_GONE */
+  body_slot *reader;    /* a task's read of the body (body.c), or NULL */
+  body_sink *sink;      /* a save of the body to a file in progress (body.c), or NULL */
   int err_status;         /* set by a callback that rejects the request (or HS_NOMEM) */
   const char *exec_start; /* the data of the running llhttp_execute */
   const char *line_from;  /* where the URL starts in that data, while no version was read */
@@ -88,10 +102,15 @@ struct conn {
   uint64_t file_left;
   unsigned keep_alive : 1, close_after : 1, eof : 1, is_head : 1, got_bytes : 1,
       handle_closed : 1, reading : 1, streaming : 1, upgrade : 1, minor : 1,
-      client_gone : 1;
+      client_gone : 1, answered : 1; /* answered: a response head was built */
   /* what the last corio__hs_parse saw, for the connection to act on (timers, 100-continue) */
   unsigned in_line : 1; /* the URL started, its version not read yet */
-  unsigned ev_begin : 1, ev_head : 1, ev_body : 1, ev_continue : 1, body_expected : 1;
+  unsigned ev_begin : 1, ev_head : 1, ev_body : 1, body_expected : 1;
+  /* the body: still arriving (the handler may run meanwhile); reading stopped at the
+   * high-water mark; body() waits for all of it (no mark); the answer went out first and the
+   * rest is read and dropped; Expect: 100-continue not answered yet (body.c sends it when the
+   * handler starts reading) */
+  unsigned body_open : 1, body_paused : 1, body_all : 1, draining : 1, continue_owed : 1;
   char remote[48];
 };
 
@@ -119,7 +138,7 @@ struct server {
   int nref_head, nref; /* a ring */
   uint64_t refusals_dropped;
   corio_waiter refusal_w; /* the access logger waiting for the next refusal */  /* limits */
-  size_t max_header, max_url, max_body;
+  size_t max_header, max_url, max_body, body_hwm;
   int max_headers, max_conns;
   double header_timeout, body_timeout, idle_timeout, write_timeout;
   time_t date_sec;
@@ -141,12 +160,14 @@ void corio__hs_parse_free(conn *c); /* free the request buffers */
  * (none after an upgrade: *used is then n). HS_REJECT: answer c->err_status (HS_NOMEM: close).
  * c->ev_* tell what happened meanwhile. */
 int corio__hs_parse(conn *c, const char *data, size_t n, size_t *used);
-/* Push conn, method, target, headers, body, http11, remote (7 values). */
+/* Push conn, method, target, headers, http11, remote (6 values). The body is read on demand
+ * (body.c): the request is handed over once its head is parsed. */
 void corio__hs_push_request(lua_State *L, conn *c);
 
 /* ---- conn.c: a connection's life cycle ----------------------------------------------------- */
 void corio__hs_on_connection(uv_stream_t *ls, int status);
 void corio__hs_conn_close(conn *c);
+void corio__hs_conn_drain(conn *c); /* the server stopped accepting; c waits for a request */
 void corio__hs_conn_free_if_done(conn *c);
 void corio__hs_conn_write(conn *c, uv_buf_t *bufs, int n);
 /* As corio__hs_conn_write, but bufs[ridx] is the Lua string at sidx: what the socket does not
@@ -160,6 +181,30 @@ void corio__hs_begin_close(conn *c);
 void corio__hs_finish_response(lua_State *L, conn *c);
 void corio__hs_file_next(conn *c);
 void corio__hs_release_refs(server *s);
+/* Reading the socket for a body: stop (the unread body is at the high-water mark) and go on
+ * (the handler took it); both keep the body deadline in step. */
+void corio__hs_body_pause(conn *c);
+void corio__hs_body_resume(conn *c);
+void corio__hs_send_continue(conn *c); /* the 100 Continue owed, if any (body deadline on) */
+
+/* ---- body.c: the request body, read while it arrives --------------------------------------- */
+/* Something changed for the body of c's request (bytes, its end, an error, the connection's
+ * close): wake the task reading it, feed the file being saved, pause reading if need be. */
+void corio__hs_body_progress(conn *c);
+/* The body cannot be read to its end: status 400, 408, 413 or < 0 (close without an answer).
+ * The answer is the server's if the handler has sent nothing yet, else the connection closes;
+ * the task reading the body learns why. */
+void corio__hs_body_fail(conn *c, int status);
+/* The request is over (answered, or its task ended): readers and savers let go of c. */
+void corio__hs_body_release(conn *c);
+/* The Lua state is closing (its tasks are being finalized): let go of body readers and
+ * savers without waking them. */
+void corio__hs_body_forget(conn *c);
+size_t corio__hs_body_held(conn *c); /* body bytes c holds: unread, or being saved */
+/* Room at the end of c->body for the next read of a body its handler reads (parse.c keeps
+ * body bytes where they landed): 1, or 0 to use the server's read buffer. */
+int corio__hs_body_space(conn *c, uv_buf_t *buf);
+extern const luaL_Reg corio__hs_body_funcs[];
 
 /* ---- respond.c: responses ------------------------------------------------------------------ */
 void corio__hs_send_error(conn *c, int status);
@@ -171,5 +216,11 @@ void corio__hs_server_maybe_free(server *s);
 /* Push "op (server ip:port)" (peer = 0) or "op (client ip:port)" (peer = 1), for corio.ps. */
 void corio__hs_push_op_at(lua_State *L, uv_tcp_t *tcp, int peer, const char *op);
 void corio__hs_describe_drain(lua_State *L, corio_waiter *w, const char *op); /* respond.c */
+
+/* socket.c: the listening socket run_app's workers share */
+int corio__hs_bind(uv_tcp_t *tcp, const struct sockaddr *addr, int reuseport); /* 0 | uv error */
+int corio__hs_port(uv_tcp_t *tcp); /* the bound port, -1 if unknown */
+void corio__hs_socket_class(lua_State *L);
+extern const luaL_Reg corio__hs_socket_funcs[];
 
 #endif

@@ -163,33 +163,58 @@ static int on_headers_complete(llhttp_t *p) {
     hosts += c->hdrs[i].name_len == 4 && memcmp(c->buf + c->hdrs[i].name, "host", 4) == 0;
   if (hosts > 1 || (hosts == 0 && p->http_minor >= 1)) return reject(c, 400);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->max_body) return reject(c, 413);
-  header *e = find_header(c, "expect");
-  if (e) {
-    if (!value_is(c, e, "100-continue")) return reject(c, 417);
-    /* the connection writes "100 Continue" once this parse returns, before the answer */
-    if (p->http_minor >= 1 && (p->flags & (F_CHUNKED | F_CONTENT_LENGTH)) &&
-        !(p->flags & F_CONTENT_LENGTH && p->content_length == 0))
-      c->ev_continue = 1;
-  }
   c->state = ST_BODY;
   c->ev_head = 1;
   c->body_expected =
       (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  header *e = find_header(c, "expect");
+  if (e) {
+    if (!value_is(c, e, "100-continue")) return reject(c, 417);
+    /* owed until the handler starts reading the body (body.c), or until body bytes come */
+    c->continue_owed = p->http_minor >= 1 && c->body_expected;
+  }
+  if (c->body_expected) {
+    /* The handler may answer before the body's end (its head then says whether the
+     * connection stays open), so the connection's fate is known from here on. */
+    c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+    c->body_open = 1;
+  }
   return 0;
 }
 
+/* Body bytes are kept for the handler, which may be running already (body.c reads them from
+ * c->body[body_off..body_len)); the connection pauses reading at the high-water mark. */
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn *c = pconn(p);
-  if (c->body_len + n > c->srv->max_body) return reject(c, 413);
+  if (c->body_total + n > c->srv->max_body) return reject(c, 413);
+  c->body_total += n;
+  c->ev_body = 1;
+  c->continue_owed = 0; /* the client did not wait for it (RFC 9110 10.1.1 lets us omit it) */
+  if (c->draining) return c->body_total > c->drain_limit ? reject(c, HS_DRAINED) : 0;
+  if (c->body) {
+    uintptr_t a = (uintptr_t)at, end = (uintptr_t)(c->body + c->body_len);
+    if (a >= end && a < (uintptr_t)(c->body + c->body_cap)) {
+      /* read in place (corio__hs_body_space): the bytes are in the buffer already, behind
+       * the ones parsed so far; chunk framing between them is squeezed out */
+      if (a != end) memmove(c->body + c->body_len, at, n);
+      c->body_len += n;
+      return 0;
+    }
+  }
+  if (c->body_off && c->body_len + n > c->body_cap) { /* move the unread part to the front */
+    memmove(c->body, c->body + c->body_off, c->body_len - c->body_off);
+    c->body_len -= c->body_off;
+    c->body_off = 0;
+  }
   if (grow(&c->body, &c->body_cap, c->body_len + n)) return reject(c, HS_NOMEM);
   memcpy(c->body + c->body_len, at, n);
   c->body_len += n;
-  c->ev_body = 1;
   return 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
   conn *c = pconn(p);
+  c->body_open = 0;
   c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   c->upgrade = p->upgrade;
   c->state = ST_HANDLING;
@@ -223,12 +248,16 @@ void corio__hs_reset(conn *c) {
   c->nhdr = 0;
   c->last_cb = CB_NONE;
   c->head_raw = 0;
-  c->body_len = 0;
+  c->body_len = c->body_off = 0;
+  c->body_total = 0;
+  c->body_err = 0;
+  c->body_open = c->body_all = c->body_paused = c->draining = c->continue_owed = 0;
   c->err_status = 0;
   c->got_bytes = 0;
   c->in_line = 0;
   c->is_head = 0;
   c->streaming = 0;
+  c->answered = 0;
   /* do not let one big request pin its buffers on an idle connection */
   if (c->cap > 8192) { free(c->buf); c->buf = NULL; c->cap = 0; }
   if (c->body_cap > 65536) { free(c->body); c->body = NULL; c->body_cap = 0; }
@@ -246,7 +275,7 @@ void corio__hs_parse_free(conn *c) {
 }
 
 int corio__hs_parse(conn *c, const char *data, size_t n, size_t *used) {
-  c->ev_begin = c->ev_head = c->ev_body = c->ev_continue = 0;
+  c->ev_begin = c->ev_head = c->ev_body = 0;
   *used = n;
   c->exec_start = data;
   llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
@@ -302,7 +331,7 @@ static size_t origin_form(const char *t, size_t n, size_t *skip) {
   return n - k;
 }
 
-/* Push the request of c: conn, method, target, headers, body, http11, remote.
+/* Push the request of c: conn, method, target, headers, http11, remote.
  * headers is a flat list {name1, value1, name2, value2, ...} with lowercased names. */
 void corio__hs_push_request(lua_State *L, conn *c) {
   luaL_checkstack(L, 10, NULL);
@@ -323,8 +352,6 @@ void corio__hs_push_request(lua_State *L, conn *c) {
     lua_pushlstring(L, c->buf + h->value, h->value_len);
     lua_rawseti(L, -2, 2 * i + 2);
   }
-  if (c->body_len) lua_pushlstring(L, c->body, c->body_len);
-  else lua_pushliteral(L, "");
   lua_pushboolean(L, c->minor);
   lua_pushstring(L, c->remote);
 }

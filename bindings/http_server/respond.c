@@ -43,7 +43,8 @@ void corio__hs_send_error(conn *c, int status) {
                    "Content-Length: %zu\r\nDate: %s\r\nConnection: close\r\n\r\n%s\n",
                    status, r, strlen(r) + 1, http_date(c->srv), r);
   uv_buf_t b = uv_buf_init(buf, (unsigned)n);
-  corio__hs_refuse(c, status, strlen(r) + 1);
+  /* a request a handler has is logged by the dispatcher, with the status its read raised */
+  if (!c->task) corio__hs_refuse(c, status, strlen(r) + 1);
   c->close_after = 1;
   corio__hs_conn_write(c, &b, 1);
   corio__hs_begin_close(c);
@@ -108,6 +109,15 @@ static void check_headers(lua_State *L, int idx) {
   }
 }
 
+/* Whether the rest of a body its handler left unread is small enough to read and drop after
+ * the answer, keeping the connection (else the answer says Connection: close). A chunked
+ * body's size is unknown: it is drained up to DRAIN_MAX bytes, and the connection closes if
+ * it goes on past that. */
+static int drainable(conn *c) {
+  if (c->parser.flags & F_CHUNKED) return 1;
+  return c->parser.content_length <= DRAIN_MAX;
+}
+
 static int no_body_status(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
@@ -170,6 +180,10 @@ static size_t build_head(lua_State *L, conn *c, int status, const char *ctype, i
     puts_(&o, http_date(s));
     puts_(&o, "\r\n");
   }
+  c->answered = 1;
+  /* An answer before the body's end: a client still waiting for 100 Continue will not send
+   * the body, and a big rest is not worth reading; both close after the answer. */
+  if (c->state == ST_BODY && (c->continue_owed || !drainable(c))) c->close_after = 1;
   if (c->close_after || !c->keep_alive || !s->listening || c->eof) {
     c->close_after = 1;
     puts_(&o, "Connection: close\r\n");

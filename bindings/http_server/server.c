@@ -1,8 +1,9 @@
 /* The HTTP/1.1 server's Lua surface: listen, the server object, handing requests to handler
  * tasks (a new task, or an idle one waiting in next_request), realpath and stat. Policy
  * (routing, middleware, errors) is in scripts/corio/web.lua.
- * Lua module "corio._http_server": listen, next_request, realpath, stat and the response
- * functions of respond.c; methods of corio.web.Server: port, close, abort, connections. */
+ * Lua module "corio._http_server": listen, next_request, realpath, stat, the response
+ * functions of respond.c and socket.c's socket; methods of corio.web.Server: port, close,
+ * abort, connections. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -43,6 +44,7 @@ struct idle_slot {
   corio_waiter w;
   server *s;
   conn *c; /* the request handed over, or NULL: no more requests */
+  int last; /* c is NULL because the pool shrank after a burst, and this task ends last */
 };
 
 static int dispatch_protected(lua_State *L) {
@@ -53,13 +55,14 @@ static int dispatch_protected(lua_State *L) {
   int fidx = lua_gettop(L);
   corio__push_anchor(L, s->self_ref);
   corio__hs_push_request(L, c);
-  own(c, corio__spawn(L, fidx, 8));
+  own(c, corio__spawn(L, fidx, 7));
   return 0;
 }
 
-/* Hand a complete request to Lua: wake an idle handler task with it, or spawn a new one
- * running worker(server, conn, method, target, headers, body, http11, remote). The request
- * stays in c's buffers until it is answered, so a woken task reads it from there. */
+/* Hand a request whose head is parsed to Lua: wake an idle handler task with it, or spawn a
+ * new one running worker(server, conn, method, target, headers, http11, remote). The request
+ * stays in c's buffers until it is answered, so a woken task reads it from there; its body
+ * may still be arriving (body.c). */
 void corio__hs_dispatch(lua_State *L, conn *c) {
   server *s = c->srv;
   if (s->nidle > 0) {
@@ -88,6 +91,7 @@ void corio__hs_dispatch(lua_State *L, conn *c) {
 static void sweep_fire(corio_runtime *rt, corio_timer *t) {
   server *s = container_of(t, server, sweep);
   int excess = s->idle_min < s->nidle ? s->idle_min : s->nidle;
+  if (excess > 0) s->idle[excess - 1]->last = 1; /* woken last, so it runs after the others */
   for (int i = 0; i < excess; i++) {
     idle_slot *slot = s->idle[i];
     slot->c = NULL;
@@ -156,9 +160,13 @@ static void next_request_cancel(lua_State *L, corio_waiter *w) {
 static int next_request_k(lua_State *L, int status, lua_KContext ctx) {
   idle_slot *slot = lua_touserdata(L, (int)ctx);
   (void)status;
+  if (!slot->c && slot->last) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   if (!slot->c) return 0;
   corio__hs_push_request(L, slot->c);
-  return 7;
+  return 6;
 }
 
 static server *to_server(lua_State *L) {
@@ -166,8 +174,10 @@ static server *to_server(lua_State *L) {
   return (server *)b->h;
 }
 
-/* _http_server.next_request(server) -> conn, method, target, headers, body, http11, remote
- *   | nothing (the server is done, or enough tasks are idle)  [suspends]
+/* _http_server.next_request(server) -> conn, method, target, headers, http11, remote
+ *   | nothing (the server is done, or enough tasks are idle)
+ *   | false (the pool shrank after a burst; the last of the tasks it let go gets this)
+ *   [suspends]
  * Called by a handler task once it has answered, to serve the next request. */
 static int l_next_request(lua_State *L) {
   server *s = to_server(L);
@@ -234,9 +244,10 @@ static server *check_server(lua_State *L) {
 }
 
 /* _http_server.listen{host=, port=, dispatch=fn, reuseport=, backlog=, max_header=,
- *   max_url=, max_headers=, max_body=, max_connections=, header_timeout=, body_timeout=,
- *   idle_timeout=, write_timeout=} -> server | nil, msg, code
- * dispatch(server, conn, method, target, headers, body, http11, remote) runs in a new task
+ *   max_url=, max_headers=, max_body=, max_body_buffer=, max_connections=, header_timeout=,
+ *   body_timeout=, idle_timeout=, write_timeout=, fd=} -> server | nil, msg, code
+ * fd: serve an inherited listening socket (see socket.c) instead of binding host:port.
+ * dispatch(server, conn, method, target, headers, http11, remote) runs in a new task
  * when no handler task is idle; it answers with respond (or stream_*, sendfile) and may then
  * call next_request(server) for more. */
 static int l_listen(lua_State *L) {
@@ -253,12 +264,18 @@ static int l_listen(lua_State *L) {
   int reuse = lua_toboolean(L, -1);
   lua_pop(L, 1);
   int backlog = sockopt_int(L, 1, "backlog", 511);
+  int fd = sockopt_int(L, 1, "fd", -1);
 
   struct sockaddr_storage addr;
   char target[300];
-  corio__host_port(target, sizeof target, host, port);
-  int r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
-                            : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  int r = 0;
+  if (fd >= 0) {
+    snprintf(target, sizeof target, "fd %d", fd);
+  } else {
+    corio__host_port(target, sizeof target, host, port);
+    r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
+                          : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  }
   if (r) return corio__fail(L, "listen", target, r);
 
   /* The options first: they may raise, and nothing is allocated yet. */
@@ -273,6 +290,10 @@ static int l_listen(lua_State *L) {
   double body_timeout = opt_num(L, 1, "body_timeout", 30);
   double idle_timeout = opt_num(L, 1, "idle_timeout", 75);
   double write_timeout = opt_num(L, 1, "write_timeout", 60);
+  lua_getfield(L, 1, "max_body_buffer");
+  lua_Integer body_hwm = lua_isnil(L, -1) ? BODY_HWM_DEFAULT : luaL_checkinteger(L, -1);
+  if (body_hwm < 1) return luaL_error(L, "listen: max_body_buffer must be positive");
+  lua_pop(L, 1);
   lua_getfield(L, 1, "max_output_buffer");
   size_t out_hwm = lua_isnil(L, -1) ? OUT_HWM_DEFAULT : (size_t)luaL_checkinteger(L, -1);
   lua_getfield(L, 1, "cancel_on_disconnect");
@@ -291,6 +312,7 @@ static int l_listen(lua_State *L) {
   s->max_url = max_url;
   s->max_headers = max_headers;
   s->max_body = max_body;
+  s->body_hwm = (size_t)body_hwm;
   s->max_conns = max_conns;
   s->header_timeout = header_timeout;
   s->body_timeout = body_timeout;
@@ -303,19 +325,14 @@ static int l_listen(lua_State *L) {
   s->sweep.fire = sweep_fire;
   s->self_ref = s->dispatch_ref = LUA_NOREF;
 
-  r = uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
+  r = fd >= 0 ? uv_tcp_init(corio__loop(rt), &s->tcp)
+              : uv_tcp_init_ex(corio__loop(rt), &s->tcp, addr.ss_family);
   if (r) { free(s); return corio__fail(L, "listen", target, r); }
   corio__box_attach(b, &s->base, (uv_handle_t *)&s->tcp, listener_closed);
   s->base.keep = 1; /* the record outlives the listener while connections remain */
   s->listening = 1;
-  if (reuse) {
-    uv_os_fd_t fd;
-    int one = 1;
-    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 &&
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-      r = uv_translate_sys_error(errno);
-  }
-  if (!r) r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+  if (fd >= 0) r = uv_tcp_open(&s->tcp, fd); /* closing the server closes fd */
+  else r = corio__hs_bind(&s->tcp, (struct sockaddr *)&addr, reuse);
   if (!r) r = uv_listen((uv_stream_t *)&s->tcp, backlog, corio__hs_on_connection);
   if (r) {
     s->listening = 0;
@@ -334,19 +351,16 @@ static int l_listen(lua_State *L) {
 
 /* server:port() -> the port it listens on */
 static int server_port(lua_State *L) {
-  server *s = check_server(L);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int r = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
-  if (r) return corio__fail(L, "getsockname", NULL, r);
-  lua_pushinteger(L, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  lua_pushinteger(L, corio__hs_port(&check_server(L)->tcp));
   return 1;
 }
 
-/* server:close(): stop accepting and close idle connections; the others close after their
- * current response (which says Connection: close). Safe to call twice. */
+/* server:close([drain]): stop accepting. Every connection closes after its current response
+ * (which says Connection: close); one waiting for a request is closed now, or with `drain`
+ * gets DRAIN_SECONDS for it to arrive (see corio__hs_conn_drain). Safe to call twice. */
 static int server_close(lua_State *L) {
   server *s = to_server(L);
+  int drain = lua_toboolean(L, 2);
   if (!s || !s->listening) return 0;
   s->listening = 0;
   release_idle(s);
@@ -354,8 +368,11 @@ static int server_close(lua_State *L) {
   corio__box_close(&s->base);
   for (conn *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if ((c->state == ST_HEAD && !c->got_bytes && c->writes == 0) || c->state == ST_LINGER)
-      corio__hs_conn_close(c);
+    int waiting = c->state == ST_HEAD && !c->got_bytes && c->writes == 0;
+    if (c->state == ST_LINGER || (waiting && !drain)) corio__hs_conn_close(c);
+    else if (waiting) corio__hs_conn_drain(c);
+    else if (c->draining) /* answered: the rest of its body is not worth waiting for */
+      corio__hs_begin_close(c);
   }
   corio__hs_release_refs(s);
   return 0;
@@ -404,16 +421,19 @@ static int server_connections(lua_State *L) {
 }
 
 /* server:stats() -> {connections=, busy=, buffered= (bytes copied into queued writes),
- *   pinned= (bytes of response strings queued without a copy), refused=, idle_tasks=,
+ *   pinned= (bytes of response strings queued without a copy), body_buffered= (request body
+ *   bytes received and not yet taken by handlers or written to files), refused=, idle_tasks=,
  *   max_output_buffer=} */
 static int server_stats(lua_State *L) {
   server *s = to_server(L);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   if (!s) return 1;
   int n = 0, busy = 0;
+  size_t body = 0;
   for (conn *c = s->conns; c; c = c->next) {
     n++;
     busy += c->task != NULL || c->writes > 0 || (c->state != ST_HEAD) || c->got_bytes;
+    body += corio__hs_body_held(c);
   }
   lua_pushinteger(L, n);
   lua_setfield(L, -2, "connections");
@@ -423,6 +443,8 @@ static int server_stats(lua_State *L) {
   lua_setfield(L, -2, "buffered");
   lua_pushinteger(L, (lua_Integer)s->pinned);
   lua_setfield(L, -2, "pinned");
+  lua_pushinteger(L, (lua_Integer)body);
+  lua_setfield(L, -2, "body_buffered");
   lua_pushinteger(L, (lua_Integer)s->refused_total);
   lua_setfield(L, -2, "refused");
   lua_pushinteger(L, s->nidle);
@@ -541,7 +563,10 @@ static int server_gc(lua_State *L) {
   s->lua_gone = 1;
   s->base.box = NULL;
   b->h = NULL;
-  for (conn *c = s->conns; c; c = c->next) c->task = NULL;  /* tasks are being finalized */
+  for (conn *c = s->conns; c; c = c->next) { /* tasks are being finalized */
+    c->task = NULL;
+    corio__hs_body_forget(c);
+  }
   s->nidle = 0;  /* the tasks may be finalized already: do not touch them */
   abort_all(L, s, 0);
   return 0;
@@ -597,7 +622,10 @@ int luaopen_corio_http_server(lua_State *L) {
   signal(SIGPIPE, SIG_IGN);
   corio__class(L, SERVER, server_methods, server_meta);
   lua_pop(L, 1);
+  corio__hs_socket_class(L);
   luaL_newlib(L, funcs);
   luaL_setfuncs(L, corio__hs_respond_funcs, 0); /* respond.c's functions */
+  luaL_setfuncs(L, corio__hs_body_funcs, 0);    /* body.c's */
+  luaL_setfuncs(L, corio__hs_socket_funcs, 0);  /* socket.c's */
   return 1;
 }

@@ -353,14 +353,19 @@ static int net_listen(lua_State *L) {
 
 /* ---- standard streams ---------------------------------------------------------------------- */
 
-/* corio._net.stdio(fd) -> stream | nil, msg, code: fd 0, 1 or 2 as a stream. A terminal or a
- * pipe is polled; a regular file is read on the thread pool (and written synchronously). */
+/* corio._net.stdio(fd) -> stream | nil, msg, code: a descriptor this process was given (0, 1
+ * and 2, or one a parent passed down) as a stream. A terminal, a pipe or a socket is polled; a
+ * regular file is read on the thread pool (and written synchronously). */
 static int net_stdio(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  static const char *const names[] = {"stdin", "stdout", "stderr"};
-  luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "not a standard descriptor");
+  lua_Integer fdi = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fdi >= 0 && fdi <= 65535, 1, "not a descriptor");
+  int fd = (int)fdi;
+  char fdname[16];
+  static const char *const std[] = {"stdin", "stdout", "stderr"};
+  snprintf(fdname, sizeof fdname, "fd %d", fd);
+  const char *name = fd <= 2 ? std[fd] : fdname;
   int r, flags = fcntl(fd, F_GETFL);
-  if (flags < 0) return corio__fail(L, "open", names[fd], uv_translate_sys_error(errno));
+  if (flags < 0) return corio__fail(L, "open", name, uv_translate_sys_error(errno));
   corio_stream *s;
   switch (uv_guess_handle(fd)) {
     case UV_TTY:
@@ -388,8 +393,8 @@ static int net_stdio(lua_State *L) {
     corio__stream_close(s, 1);
     s = NULL;
   }
-  if (!s) return corio__fail(L, "open", names[fd], r);
-  corio__stream_set_name(s, names[fd]);
+  if (!s) return corio__fail(L, "open", name, r);
+  corio__stream_set_name(s, name);
   return 1;
 }
 

@@ -684,6 +684,8 @@ static int stream_set_limit(lua_State *L) {
 /* s.peer, s.sockname ("host:port", "[v6]:port" or a socket path; nil when unknown), s.limit,
  * s.closed; then the methods. */
 static int stream_index(lua_State *L) {
+  lua_pushvalue(L, 2); /* methods first: s:read and s:write are the hot path, fields not */
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
   corio_box *b = luaL_checkudata(L, 1, CORIO_STREAM);
   corio_stream *s = (corio_stream *)b->h;
   const char *k = lua_tostring(L, 2);
@@ -694,9 +696,7 @@ static int stream_index(lua_State *L) {
     if (strcmp(k, "name") == 0) return lua_pushstring(L, s->name), 1;
   }
   if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, !s || s->closing), 1;
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
-  return 1;
+  return 1; /* the nil from the method table */
 }
 
 static int stream_tostring(lua_State *L) {

@@ -162,15 +162,72 @@ static int io_mode(lua_State *L, int idx, int fd) {
   return m;
 }
 
-/* corio._process.spawn(argv, env|nil, cwd|nil, stdin, stdout, stderr, group, kill_after)
- *   -> handle, pid, stdin|false, stdout|false, stderr|false | nil, msg, code
+/* The child's descriptors past stderr that spawn's `fds` may name: 3 .. MAX_FD. */
+#define MAX_FD 15
+
+/* spawn's fds (a table at idx, or nil): child descriptor (3..MAX_FD) -> one of ours to
+ * inherit, or "pipe". Raises on misuse; returns how many stdio entries the child needs. */
+static int check_fds(lua_State *L, int idx) {
+  int n = 3;
+  if (lua_isnoneornil(L, idx)) return n;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int isnum;
+    lua_Integer fd = lua_tointegerx(L, -2, &isnum);
+    if (!isnum || fd < 3 || fd > MAX_FD) luaL_error(L, "spawn: fds keys must be 3 to %d", MAX_FD);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+        luaL_error(L, "spawn: fds[%d] is not a descriptor", (int)fd);
+    } else if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "pipe") != 0) {
+      luaL_error(L, "spawn: fds[%d] must be a descriptor or \"pipe\"", (int)fd);
+    }
+    lua_pop(L, 1);
+    if (fd + 1 > n) n = (int)fd + 1;
+  }
+  return n;
+}
+
+/* Fill stdio[3..n-1] from the checked fds table at idx; each "pipe" becomes a two-way stream
+ * stored in the table at out under its descriptor number. 0 or a libuv error (the streams
+ * made so far are closed then). */
+static int open_fds(lua_State *L, int idx, int n, int out, uv_stdio_container_t *stdio,
+                    corio_stream **s) {
+  int err = 0;
+  for (int fd = 3; fd < n; fd++) {
+    stdio[fd].flags = UV_IGNORE;
+    lua_rawgeti(L, idx, fd);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      stdio[fd].flags = UV_INHERIT_FD;
+      stdio[fd].data.fd = (int)lua_tointeger(L, -1);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+      s[fd] = corio__stream_new(L, CORIO_STREAM_PIPE, 0, &err);
+      if (!s[fd]) {
+        for (int i = 3; i < fd; i++)
+          if (s[i]) corio__stream_close(s[i], 1);
+        lua_pop(L, 2);
+        return err;
+      }
+      stdio[fd].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+      stdio[fd].data.stream = corio__stream_uv(s[fd]);
+      lua_rawseti(L, out, fd);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* corio._process.spawn(argv, env|nil, cwd|nil, stdin, stdout, stderr, group, kill_after, fds)
+ *   -> handle, pid, stdin|false, stdout|false, stderr|false, pipes | nil, msg, code
  * argv: the command and its arguments (argv[1] is searched in PATH); env: "NAME=value" strings
  * replacing the environment; stdin/stdout/stderr: "inherit" | "null" | "pipe" (a stream), and
  * for stderr "stdout" (into the stdout pipe); group: the child leads a new process group (a new
  * session, with no controlling terminal); kill_after: seconds between SIGTERM and SIGKILL when
- * terminated. */
+ * terminated; fds: the child's descriptors 3 and up (see check_fds), the pipes among them come
+ * back as a table descriptor -> stream. */
 static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  int nstdio = check_fds(L, 9);
   int mode[3];
   for (int i = 0; i < 3; i++) mode[i] = io_mode(L, 4 + i, i);
   int group = lua_toboolean(L, 7);
@@ -182,16 +239,19 @@ static int l_spawn(lua_State *L) {
   corio_runtime *rt = corio__rt(L);
   corio__stream_class(L);
 
-  /* the handle first, then the streams (stack: ..., handle, s0, s1, s2) */
+  /* the handle first, then the extra pipes, then the streams (stack: ..., handle, pipes, s0,
+   * s1, s2) */
   pbox *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
   b->w.describe = wait_describe;
   luaL_setmetatable(L, HANDLE);
   int hidx = lua_gettop(L);
-  corio_stream *s[3] = {NULL, NULL, NULL};
-  uv_stdio_container_t stdio[3];
-  int merged[2] = {-1, -1}, err = 0;
-  for (int i = 0; i < 3; i++) {
+  lua_newtable(L);
+  corio_stream *s[MAX_FD + 1] = {NULL};
+  uv_stdio_container_t stdio[MAX_FD + 1];
+  int merged[2] = {-1, -1};
+  int err = open_fds(L, 9, nstdio, hidx + 1, stdio, s);
+  for (int i = 0; i < 3 && !err; i++) {
     stdio[i].flags = UV_IGNORE;
     if (mode[i] == IO_INHERIT) {
       stdio[i].flags = UV_INHERIT_FD;
@@ -232,7 +292,7 @@ static int l_spawn(lua_State *L) {
     o.env = env;
     o.cwd = cwd;
     o.flags = group ? UV_PROCESS_DETACHED : 0;
-    o.stdio_count = 3;
+    o.stdio_count = nstdio;
     o.stdio = stdio;
     r->rt = rt;
     r->group = group;
@@ -248,7 +308,7 @@ static int l_spawn(lua_State *L) {
   if (merged[0] >= 0) close(merged[0]);
   if (merged[1] >= 0) close(merged[1]); /* the child has its copies */
   if (err) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < nstdio; i++)
       if (s[i]) corio__stream_close(s[i], 1);
     return corio__fail(L, "spawn", argv[0], err);
   }
@@ -257,15 +317,17 @@ static int l_spawn(lua_State *L) {
   b->pid = r->h.pid;
   b->group = group;
   static const char *const names[] = {"stdin", "stdout", "stderr"};
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < nstdio; i++) {
     if (!s[i]) continue;
     char name[112];
-    snprintf(name, sizeof name, "%.60s (pid %d) %s", argv[0], b->pid, names[i]);
+    if (i < 3) snprintf(name, sizeof name, "%.60s (pid %d) %s", argv[0], b->pid, names[i]);
+    else snprintf(name, sizeof name, "%.60s (pid %d) fd %d", argv[0], b->pid, i);
     corio__stream_set_name(s[i], name);
   }
+  lua_rotate(L, hidx + 1, -1); /* handle, s0, s1, s2, pipes */
   lua_pushinteger(L, b->pid);
   lua_insert(L, hidx + 1);
-  return 5;
+  return 6;
 }
 
 /* ---- the handle ------------------------------------------------------------------------------ */
@@ -363,7 +425,34 @@ static const luaL_Reg methods[] = {
   {"wait", h_wait}, {"kill", h_kill}, {"terminate", h_terminate}, {"close", h_close},
   {NULL, NULL}};
 static const luaL_Reg meta[] = {{"__gc", h_gc}, {"__close", h_close}, {NULL, NULL}};
-static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"getpid", l_getpid}, {NULL, NULL}};
+extern char **environ;
+
+/* corio._process.environ() -> {NAME = value, ...}: this process's environment, now */
+static int l_environ(lua_State *L) {
+  lua_newtable(L);
+  for (char **e = environ; *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (!eq || eq == *e) continue;
+    lua_pushlstring(L, *e, (size_t)(eq - *e));
+    lua_pushstring(L, eq + 1);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
+/* corio._process.exepath() -> the path of the running executable | nil, msg, code */
+static int l_exepath(lua_State *L) {
+  char buf[4096];
+  size_t n = sizeof buf;
+  int r = uv_exepath(buf, &n);
+  if (r) return corio__fail(L, "exepath", NULL, r);
+  lua_pushlstring(L, buf, n);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {{"spawn", l_spawn},     {"getpid", l_getpid},
+                                 {"environ", l_environ}, {"exepath", l_exepath},
+                                 {NULL, NULL}};
 
 int luaopen_corio_process(lua_State *L) {
   /* a child that closes its end of a pipe costs an EPIPE on that stream, not this process */

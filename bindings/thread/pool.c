@@ -431,8 +431,9 @@ static int tbuf_gc(lua_State *L) {
   return 0;
 }
 
-/* corio._thread.check(...): raises as run would if a value cannot be sent; sends nothing. */
-static int l_check(lua_State *L) {
+/* Encode the values 1..top of L into a buffer owned by a userdata left on the stack (so a raise
+ * while encoding frees what was built), as run would send them; raises as run would. */
+static tbuf *encode_args(lua_State *L) {
   int n = lua_gettop(L);
   tbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
@@ -441,21 +442,19 @@ static int l_check(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   thread__encode(L, 1, n, b, "arg", 1, TO_THREAD);
-  thread__tbuf_free(b);
+  return b;
+}
+
+/* corio._thread.check(...): raises as run would if a value cannot be sent; sends nothing. */
+static int l_check(lua_State *L) {
+  thread__tbuf_free(encode_args(L));
   return 0;
 }
 
 /* corio._thread._copy(...) -> copies of the values, as a worker would receive them (for the
  * copy-cost benchmark and the specs: one state, no thread). */
 static int l_copy(lua_State *L) {
-  int n = lua_gettop(L);
-  tbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, tbuf_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  thread__encode(L, 1, n, b, "arg", 1, TO_THREAD);
+  tbuf *b = encode_args(L);
   int m = thread__decode(L, b);
   thread__tbuf_free(b);
   return m;

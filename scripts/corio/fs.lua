@@ -33,6 +33,15 @@ function M.write_file(path, data, opts)
   return C._write_file(path, data, opts.append, opts.mode, opts.atomic)
 end
 
+-- fs.mkdtemp([prefix]) -> path of a new private directory (mode 0700) | nil, msg, code
+-- Six random characters are appended to prefix (default "$TMPDIR/corio-", else "/tmp/corio-"),
+-- as Node's fs.mkdtemp; removing it is the caller's (fs.remove(path, true)).
+function M.mkdtemp(prefix)
+  if prefix == nil then prefix = (os.getenv("TMPDIR") or "/tmp"):gsub("/*$", "/corio-") end
+  check_path("mkdtemp", prefix, 2)
+  return C._mkdtemp(prefix .. "XXXXXX")
+end
+
 -- fs.mkdir(path[, parents]) -> true | nil, msg, code
 -- With `parents`, missing parents are made too and an existing directory is not an error.
 -- The second argument may also be a table {parents =, mode =}.

@@ -341,6 +341,17 @@ end
 
 -- corio.stdin() / net.stdin() -> the stream on standard input (the same one each time, until
 -- it is closed); stdout(), stderr() likewise for writing.
+-- net.from_fd(fd) -> stream | nil, msg, code: a descriptor this process inherited (a pipe or
+-- socket a parent passed down, as process.spawn's fds do) as a stream; closing the stream
+-- closes the descriptor.
+function M.from_fd(fd)
+  if math.type(fd) ~= "integer" or fd < 3 then
+    error(("from_fd: expected a descriptor above 2 (stdin() and the like are for 0-2), got %s")
+      :format(tostring(fd)), 2)
+  end
+  return C.stdio(fd)
+end
+
 function M.stdin() return stdio(0) end
 function M.stdout() return stdio(1) end
 function M.stderr() return stdio(2) end

@@ -7,7 +7,7 @@ local fs = require "corio.fs"
 require "corio.net"   -- the pipes are corio.net streams: this adds their Lua methods (lines)
 local C = require "corio._process"
 
-local M = {getpid = C.getpid}
+local M = {getpid = C.getpid, environ = C.environ, exepath = C.exepath}
 
 local type, error, pairs, ipairs, tostring = type, error, pairs, ipairs, tostring
 local pcall, setmetatable, getmetatable = pcall, setmetatable, getmetatable
@@ -66,6 +66,10 @@ local function parse(opts, fname, defaults)
   end
   local group = opts.group
   if group == nil then group = true end
+  if opts.fds ~= nil and type(opts.fds) ~= "table" then
+    error(("%s: fds must be a table {[3] = descriptor | \"pipe\", ...}, got %s"):format(fname,
+      type(opts.fds)), 4)
+  end
   return argv, env, io, kill_after, group
 end
 
@@ -96,12 +100,12 @@ local function do_spawn(opts, fname, defaults)
       return nil, ("spawn %s: cwd %s: not a directory"):format(cmd, opts.cwd), "ENOTDIR"
     end
   end
-  local h, pid, sin, sout, serr = C.spawn(argv, env, opts.cwd, io.stdin, io.stdout, io.stderr,
-    group, kill_after)
+  local h, pid, sin, sout, serr, pipes = C.spawn(argv, env, opts.cwd, io.stdin, io.stdout,
+    io.stderr, group, kill_after, opts.fds)
   if not h then return spawn_failed(cmd, pid, sin) end
   return setmetatable({
     _h = h, pid = pid, args = argv,
-    stdin = sin or nil, stdout = sout or nil, stderr = serr or nil,
+    stdin = sin or nil, stdout = sout or nil, stderr = serr or nil, fds = pipes,
   }, Process)
 end
 
@@ -110,6 +114,8 @@ end
 -- stdin/stdout/stderr: "inherit" (the default), "null", "pipe" (then p.stdin, p.stdout,
 -- p.stderr are corio.net streams), and stderr = "stdout" (into the same pipe or place).
 -- env replaces the environment (values must be strings); cwd must be a directory.
+-- fds = {[3] = descriptor | "pipe", ...} gives the child more descriptors: one of ours (an
+-- integer, inherited), or a two-way pipe whose end here is the stream p.fds[n].
 -- The child leads a new process group (and session: no controlling terminal) so that
 -- terminating it reaches its descendants; group = false keeps it in ours.
 function M.spawn(opts)
@@ -158,6 +164,9 @@ local function close_streams(self, abort)
     if s then
       if abort then s:abort() else s:close() end
     end
+  end
+  if abort then
+    for _, s in pairs(self.fds) do s:abort() end
   end
 end
 

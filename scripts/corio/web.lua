@@ -298,12 +298,90 @@ Request.__index = function(r, k)
   end
 end
 
--- request:body() -> the raw body (already read: limits apply before the handler runs)
-function request_methods:body() return self._body end
-function request_methods:text() return self._body end
+-- ---- the request body ----------------------------------------------------------------------
+-- A handler runs once the request's head is parsed; its body is read on demand, as it
+-- arrives (aiohttp's model): whole (body, text, json, form, kept for later calls), in chunks
+-- (read, chunks) or into a file (save). The C side holds at most max_body_buffer unread bytes
+-- per connection and stops reading the socket meanwhile. A body that cannot be read to its
+-- end raises: HTTPError 413 (past max_body: the server has answered 413 if the handler had
+-- not answered yet), 408 (body_timeout), 400 (bad chunked framing), ClientGone (the client
+-- left). What a handler leaves unread is dropped after its answer (see doc/web.md).
+local body_read, body_all, body_save = C.body_read, C.body_all, C.body_save
+
+-- The error a body read raises. The server has answered 400, 408 or 413 itself if the handler
+-- had not answered yet: the request remembers it for the access log.
+local function body_failure(req, status, max_body, op)
+  if status ~= 499 and status ~= 0 then req._refused = status end
+  if status == 499 then
+    return ClientGone.new("the client left before the end of the request body")
+  elseif status == 413 then
+    return M.HTTPError(413, format("request body larger than %d bytes", max_body))
+  elseif status == 0 then
+    return format("%s: the request is over", op)
+  end
+  return M.HTTPError(status)
+end
+
+local function live_conn(req, op)
+  local conn = req._conn
+  if not conn then error(format("%s: the request is over", op), 3) end
+  return conn
+end
+
+-- request:read([n]) -> the next chunk of the body (at most n bytes; default: what has
+-- arrived), or nil at its end.  [suspends]
+function request_methods:read(n)
+  if n ~= nil and (math.type(n) ~= "integer" or n < 1) then
+    error("read: n must be a positive integer", 2)
+  end
+  local conn = live_conn(self, "read")
+  if self._body then return nil end  -- body() took it all
+  self._partial = true
+  local data, status, max_body = body_read(conn, n)
+  if data == false then error(body_failure(self, status, max_body, "read"), 2) end
+  return data
+end
+
+-- for chunk in request:chunks([n]) do ... end
+function request_methods:chunks(n)
+  return function() return request_methods.read(self, n) end
+end
+
+-- request:save(path) -> bytes written | nil, msg, code (the file could not be written; it is
+-- removed). The body goes to the file as it arrives, never into Lua strings.  [suspends]
+function request_methods:save(path)
+  if type(path) ~= "string" then error("save: path must be a string", 2) end
+  local conn = live_conn(self, "save")
+  local whole = self._body
+  if whole then  -- body() read it already
+    local ok, msg, code = require("corio.fs").write_file(path, whole)
+    if not ok then return nil, msg, code end
+    return #whole
+  end
+  self._partial = true
+  local n, status, max_body = body_save(conn, path)
+  if n == false then error(body_failure(self, status, max_body, "save"), 2) end
+  return n, status, max_body
+end
+
+-- request:body() / request:text() -> the whole body, a string (kept: later calls return it)
+function request_methods:body()
+  local b = self._body
+  if b then return b end
+  local conn = live_conn(self, "body")
+  if self._partial then
+    error("body: the body was read in part already (read, chunks or save)", 2)
+  end
+  local data, status, max_body = body_all(conn)
+  if data == false then error(body_failure(self, status, max_body, "body"), 2) end
+  self._body = data
+  return data
+end
+request_methods.text = request_methods.body
+
 -- request:json() -> decoded body; invalid JSON raises HTTPError 400
 function request_methods:json()
-  local ok, v = pcall(json.decode, self._body)
+  local ok, v = pcall(json.decode, request_methods.body(self))
   if not ok then error(M.HTTPError(400, "invalid JSON body: " .. tostring(v)), 2) end
   return v
 end
@@ -313,7 +391,7 @@ function request_methods:form()
   if ct and ct ~= "application/x-www-form-urlencoded" then
     error(M.HTTPError(415, "expected an application/x-www-form-urlencoded body"), 2)
   end
-  return (parse_qs(self._body))
+  return (parse_qs(request_methods.body(self)))
 end
 -- request:query_all(name) -> every value of a repeated query parameter
 function request_methods:query_all(name)
@@ -332,8 +410,61 @@ function M.Application(opts)
     _dynamic = {},   -- list of routes with parameters
     _middleware = {},
     _wrapped = setmetatable({}, {__mode = "k"}),
+    _on_startup = {}, _on_shutdown = {},
+    _live = 0,       -- servers started and not shut down: the hooks run around them
     opts = opts or {},
   }, Application)
+end
+
+-- ---- start and shutdown hooks ------------------------------------------------------------
+
+-- app:on_startup(function(app) ... end) -> app: runs (in the order added) when the app starts
+-- serving, before its port accepts anything: open pools here.
+function Application:on_startup(fn)
+  if type(fn) ~= "function" then error("on_startup: hook must be a function", 2) end
+  self._on_startup[#self._on_startup + 1] = fn
+  return self
+end
+
+-- app:on_shutdown(function(app) ... end) -> app: runs (in the order added) once the server
+-- has stopped and its handlers have drained: close pools here. Every hook runs, even after
+-- one has failed; failures go to the error log.
+function Application:on_shutdown(fn)
+  if type(fn) ~= "function" then error("on_shutdown: hook must be a function", 2) end
+  self._on_shutdown[#self._on_shutdown + 1] = fn
+  return self
+end
+
+local function report(opts, msg)
+  local log = opts.error_log
+  if log then log(msg) else io.stderr:write(msg, "\n") end
+end
+
+-- Run every shutdown hook; a failure is reported and the next hook runs. A cancellation is
+-- raised again once they all have run.
+local function run_shutdown(app, opts)
+  local cancelled
+  for i, fn in ipairs(app._on_shutdown) do
+    local ok, err = xpcall(fn, traceback, app)
+    if not ok then
+      if is_cancelled(err) then cancelled = cancelled or err
+      else report(opts, format("corio.web: on_shutdown hook %d failed: %s", i, tostring(err))) end
+    end
+  end
+  if cancelled then error(cancelled, 0) end
+end
+
+-- Run the startup hooks in order. If one fails, the start is over: the shutdown hooks run (to
+-- close what the earlier hooks opened), then the failure is raised.
+local function run_startup(app, opts)
+  for i, fn in ipairs(app._on_startup) do
+    local ok, err = xpcall(fn, traceback, app)
+    if not ok then
+      run_shutdown(app, opts)
+      if is_cancelled(err) then error(err, 0) end
+      error(format("listen: on_startup hook %d failed: %s", i, tostring(err)), 0)
+    end
+  end
 end
 
 -- Compile "/users/{id}" or "/files/{path:.*}" into a Lua pattern and the parameter names.
@@ -718,7 +849,7 @@ local function make_dispatcher(app, opts)
     if k == "_sessions" then return sessions end
     return request_index(r, k)
   end
-  return function(conn, method, target, hdrs, body, http11, remote)
+  return function(conn, method, target, hdrs, http11, remote)
     -- The common case (no query, no escape) costs one find; raw_path, query_string, headers,
     -- query and params are computed when first read.
     local path = target
@@ -727,7 +858,7 @@ local function make_dispatcher(app, opts)
       path = unescape(q and sub(target, 1, q - 1) or target)
     end
     local req = setmetatable({_conn = conn, method = method, target = target, path = path,
-                              _hdrs = hdrs, _body = body, http11 = http11, remote = remote},
+                              _hdrs = hdrs, http11 = http11, remote = remote},
                              AppRequest)
     -- Fast path: an exact route, no middleware, no timeout, a string result.
     local status, size
@@ -750,7 +881,7 @@ local function make_dispatcher(app, opts)
     end
     if not ok and req._detached then
       -- the connection left HTTP (WebSocket): nothing more to send on it
-      if is_cancelled(res) then error(res, 0) end
+      if is_cancelled(res) then req._conn = false; error(res, 0) end
       if getmetatable(res) ~= ClientGone then log_error(opts, req, res) end
       ok, status, size = true, 101, 0
     end
@@ -758,6 +889,7 @@ local function make_dispatcher(app, opts)
       local e = res
       if is_cancelled(e) then
         abort_request(conn)
+        req._conn = false
         error(e, 0)
       elseif req._answered then
         -- a stream already under way: no other status can be sent, the connection is cut
@@ -767,6 +899,9 @@ local function make_dispatcher(app, opts)
         size = abort_request(conn)
       elseif getmetatable(e) == HTTPError then
         status, size = send_error(req, e.status, e.message, e.headers)
+      elseif getmetatable(e) == ClientGone then
+        -- the client left while the body was read: nobody to answer (nginx logs 499 too)
+        status, size = 499, abort_request(conn)
       elseif is_timeout(e) then
         status, size = send_error(req, 504)
       elseif getmetatable(e) == SliceExceeded then
@@ -777,19 +912,29 @@ local function make_dispatcher(app, opts)
         status, size = send_error(req, 500)
       end
     end
-    if log_access then access_log(opts, req, status, size) end
+    -- The connection record may serve another request now, or be gone: the request's body
+    -- methods must not reach it any more (a task the handler left behind may still try).
+    req._conn = false
+    if log_access then
+      -- what the client got: the server's own answer to a bad body, unless one was under way
+      if req._refused and not req._answered then status, size = req._refused, 0 end
+      access_log(opts, req, status, size)
+    end
   end
 end
 
 -- ---- serving -----------------------------------------------------------------------------
 
-local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_connections",
+local LIMIT_KEYS = {"max_header", "max_url", "max_headers", "max_body", "max_body_buffer",
+                    "max_connections",
                     "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "backlog",
                     "reuseport", "max_output_buffer", "cancel_on_disconnect"}
 
 -- app:listen{host = "127.0.0.1", port = 8080, ...limits} -> server
 -- server.port, server:close() (stop accepting; idle connections close), server:abort(),
--- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort.
+-- server:shutdown([grace]) [suspends]: close, wait for in-flight requests, then abort; then
+-- the app's on_shutdown hooks run if no other server of the app is up. listen runs the
+-- on_startup hooks first when none is.
 -- WebSocket sessions get a close frame (1001) at shutdown and are cut (1006) when the grace
 -- period is over, or at once by server:abort().
 local Server = {__name = "corio.web.Server"}
@@ -805,6 +950,9 @@ function Application:listen(opts)
   if not ip then return nil, rerr, rcode end
   args.host = ip
   for _, k in ipairs(LIMIT_KEYS) do args[k] = o[k] end
+  args.fd = o.fd  -- an inherited listening socket (run_app's workers), instead of host:port
+  local first = self._live == 0
+  if first then run_startup(self, o) end  -- raises if a hook fails
   o._sessions = {}  -- this server's WebSocket sessions (they have left the C server)
   local serve_one = make_dispatcher(self, o)
   local next_request = C.next_request
@@ -812,14 +960,27 @@ function Application:listen(opts)
   args.dispatch = function(h, ...)
     serve_one(...)
     while true do
-      local conn, method, target, hdrs, body, http11, remote = next_request(h)
-      if not conn then return end
-      serve_one(conn, method, target, hdrs, body, http11, remote)
+      local conn, method, target, hdrs, http11, remote = next_request(h)
+      if not conn then
+        -- false: a burst is over (the pool let its extra tasks go, this one last). Its
+        -- coroutines and requests are garbage that Lua reclaims at its next collector step,
+        -- which comes with allocation, so an idle server might keep the burst's memory for
+        -- good: take that step now. In generational mode (the corio command's and lua's) it
+        -- is a minor collection, or the major one Lua's own rules call for.
+        if conn == false and collectgarbage("isrunning") then collectgarbage("step", 0) end
+        return
+      end
+      serve_one(conn, method, target, hdrs, http11, remote)
     end
   end
   args.log_refusals = o.access_log and true or false
-  local h, err, code = C.listen(args)
-  if not h then return nil, err, code end
+  local ok, h, err, code = pcall(C.listen, args)
+  if not (ok and h) then  -- the start failed after the hooks: close what they opened
+    if first then run_shutdown(self, o) end
+    if not ok then error(h, 0) end
+    return nil, err, code
+  end
+  self._live = self._live + 1
   if args.log_refusals then
     -- The requests the server refused itself (callbacks run no Lua: they are kept in C and
     -- logged from here, as they come). The task ends when the server closes.
@@ -835,7 +996,7 @@ function Application:listen(opts)
     logger.name = "web access log"
   end
   return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1",
-                       _sessions = o._sessions}, Server)
+                       _sessions = o._sessions, _app = self, _opts = o}, Server)
 end
 
 -- End the WebSocket sessions: abortive (1006), or a close frame 1001 each ("going away"; the
@@ -861,7 +1022,8 @@ function Server:stats() return self._h:stats() end
 
 function Server:shutdown(grace)
   grace = grace or 10
-  self._h:close()
+  -- a connection waiting for a request gets a second for it to arrive (see server.c)
+  self._h:close(true)
   local deadline = corio.now() + grace
   local clean = false
   while corio.now() < deadline do
@@ -881,6 +1043,13 @@ function Server:shutdown(grace)
   -- libuv's close callbacks: wait for those too, so nothing the server held outlives this.
   local limit = corio.now() + 1
   repeat corio.sleep(0) until select(3, self._h:connections()) == 0 or corio.now() > limit
+  -- The app's last server is down: its shutdown hooks run (once per server).
+  local app = self._app
+  if not self._shut then
+    self._shut = true
+    app._live = app._live - 1
+    if app._live == 0 then run_shutdown(app, self._opts) end
+  end
   return clean
 end
 

@@ -10,7 +10,8 @@ local sync = require "corio.sync"
 local byte, sub, find, format, lower = string.byte, string.sub, string.find, string.format,
                                        string.lower
 local pack, unpack, concat = string.pack, string.unpack, table.concat
-local mask, now = C.mask, corio.now
+local mask, parse, frame, valid_utf8 = C.mask, C.parse, C.frame, C.utf8
+local pcall, error = pcall, error
 
 local M = {}
 
@@ -34,39 +35,42 @@ end
 -- One frame, written whole under the connection's lock (sends from several tasks interleave
 -- by frame, never inside one). A client masks every frame with a fresh key; a server never
 -- masks. Returns true | nil, msg, code.
+local function write_frame(ws, b1, data)
+  local s, n = ws._s, #data
+  if n < 4096 then return s:write(frame(b1, data, ws._client)) end
+  -- A big frame goes in two writes (no copy of the payload, unless it is masked). A task
+  -- cancelled between them (its first write waited for the peer) leaves half a frame on the
+  -- wire: the connection cannot go on, and is cut (send_frame sees _partial).
+  local mbit = ws._client and 0x80 or 0
+  local head = n < 65536 and pack(">BBI2", b1, mbit | 126, n) or pack(">BBI8", b1, mbit | 127, n)
+  if mbit ~= 0 then
+    local key = C.random(4)
+    head, data = head .. key, mask(data, key)
+  end
+  ws._partial = true
+  local ok, msg, code = s:write(head)
+  if ok then ok, msg, code = s:write(data) end
+  ws._partial = false
+  return ok, msg, code
+end
+
 local function send_frame(ws, op, data)
   local b1 = 0x80 | op
   if ws._inflater and op < 8 then  -- permessage-deflate: data messages only, RSV1 set
     data, b1 = C.deflate(data), b1 | 0x40
   end
-  local n = #data
-  local mbit = ws._client and 0x80 or 0
-  local head
-  if n < 126 then head = pack(">BB", b1, mbit | n)
-  elseif n < 65536 then head = pack(">BBI2", b1, mbit | 126, n)
-  else head = pack(">BBI8", b1, mbit | 127, n) end
-  if mbit ~= 0 then
-    local key = C.random(4)
-    head, data = head .. key, mask(data, key)
-  end
   local lock = ws._lock
   lock:acquire()
-  local s = ws._s
-  -- A big frame goes in two writes (no copy of the payload). A task cancelled between them
-  -- (its first write waited for the peer) leaves half a frame on the wire: the connection
-  -- cannot go on, and is cut.
-  local partial = false
-  local guard <close> = setmetatable({}, {__close = function()
-    lock:release()
-    if partial then ws:_abort(1006, "a send was cancelled part way through a frame") end
-  end})
-  if n < 4096 then return s:write(head .. data) end
-  partial = true
-  local ok, msg, code = s:write(head)
-  if not ok then return nil, msg, code end
-  ok, msg, code = s:write(data)
-  partial = false
-  return ok, msg, code
+  local ok, r, msg, code = pcall(write_frame, ws, b1, data)
+  lock:release()
+  if not ok then
+    if ws._partial then
+      ws._partial = false
+      ws:_abort(1006, "a send was cancelled part way through a frame")
+    end
+    error(r, 0)
+  end
+  return r, msg, code
 end
 
 -- The connection is over: remember why (the first reason wins), close the stream (abortive
@@ -97,20 +101,6 @@ end
 
 -- ---- reading ----------------------------------------------------------------------------
 
--- n bytes: the bytes that came with the handshake first, then the stream's.
-local function fill(ws, n)
-  local buf = ws._buf
-  if buf == "" then return ws._s:read_exactly(n) end
-  if #buf >= n then
-    ws._buf = sub(buf, n + 1)
-    return sub(buf, 1, n)
-  end
-  local rest, msg, code = ws._s:read_exactly(n - #buf)
-  if not rest then return nil, msg, code end
-  ws._buf = ""
-  return buf .. rest
-end
-
 -- The TCP connection ended without a close frame (or was closed meanwhile by close()).
 local function lost(ws, msg)
   finish(ws, 1006, msg or "connection closed without a close frame", true)
@@ -129,7 +119,7 @@ local function message(ws, data, op, compressed)
     end
   end
   if op == OP_TEXT then
-    if not utf8.len(data) then return fail(ws, 1007, "text message is not valid UTF-8") end
+    if not valid_utf8(data) then return fail(ws, 1007, "text message is not valid UTF-8") end
     return data, "text"
   end
   return data, "binary"
@@ -141,7 +131,7 @@ local function on_close(ws, data)
   if #data >= 2 then
     code, reason = unpack(">I2", data), sub(data, 3)
     if not valid_code(code) then return fail(ws, 1002, "invalid close code " .. code) end
-    if not utf8.len(reason) then return fail(ws, 1007, "close reason is not valid UTF-8") end
+    if not valid_utf8(reason) then return fail(ws, 1007, "close reason is not valid UTF-8") end
   end
   ws._got_close = true
   if not ws._sent_close then
@@ -152,20 +142,23 @@ local function on_close(ws, data)
   return nil, code, reason
 end
 
--- A frame's header is read in stages kept in ws._hdr, so that a receive cancelled part way
--- (corio.wait_for, a timeout) leaves the connection where the next receive can go on.
+-- Frames are parsed (in C) from ws._buf at ws._pos, what was read and not yet taken: a frame
+-- is taken only once it is all there, and reads are whole (read: what has come; read_exactly:
+-- the rest of a frame, taken only once it is all there), so a receive cancelled part way
+-- (corio.wait_for, a timeout) leaves the connection where the next receive goes on.
 local function receive(ws)
   while true do
     if ws._closed then return nil, ws.close_code, ws.close_reason end
-    local h = ws._hdr
-    if not h then
-      local b, msg = fill(ws, 2)
-      if not b then return lost(ws, msg) end
-      local b1, b2 = byte(b, 1, 2)
-      local op, len = b1 & 0x0F, b2 & 0x7F
-      local fin, masked = b1 & 0x80 ~= 0, b2 & 0x80 ~= 0
-      local rsv1 = b1 & 0x40 ~= 0
-      if b1 & 0x30 ~= 0 or (rsv1 and not ws._inflater) then
+    local buf, pos = ws._buf, ws._pos
+    local op, fin, rsv, masked, len, data, nxt = parse(buf, pos)
+    if not op then  -- not even the header yet
+      local more, msg = ws._s:read()
+      if not more then return lost(ws, msg) end
+      if pos <= #buf then more = sub(buf, pos) .. more end
+      ws._buf, ws._pos = more, 1
+    else
+      local rsv1 = rsv & 4 ~= 0
+      if rsv & 3 ~= 0 or (rsv1 and not ws._inflater) then
         return fail(ws, 1002, "reserved bits set without an extension")
       end
       if rsv1 and (op >= 8 or op == OP_CONT) then
@@ -186,48 +179,34 @@ local function receive(ws)
       elseif op ~= OP_CONT and ws._parts then
         return fail(ws, 1002, "new message inside a fragmented message")
       end
-      h = {op = op, fin = fin, len = len, masked = masked, rsv1 = rsv1,
-           need = (len == 126 and 2 or len == 127 and 8 or 0) + (masked and 4 or 0)}
-      ws._hdr = h
-    end
-    if h.need > 0 then
-      local b, msg = fill(ws, h.need)
-      if not b then return lost(ws, msg) end
-      local pos = 1
-      if h.len == 126 then h.len, pos = unpack(">I2", b)
-      elseif h.len == 127 then h.len, pos = unpack(">i8", b) end
-      if h.len < 0 then return fail(ws, 1009, "frame length out of range") end
-      if h.masked then h.key = sub(b, pos, pos + 3) end
-      h.need = 0
-      if h.op < 8 and ws._size + h.len > ws._max then
+      if len < 0 then return fail(ws, 1009, "frame length out of range") end
+      if op < 8 and ws._size + len > ws._max then
         return fail(ws, 1009, format("message longer than %d bytes", ws._max))
       end
-    end
-    local data = ""
-    if h.len > 0 then
-      local msg
-      data, msg = fill(ws, h.len)
-      if not data then return lost(ws, msg) end
-      if h.key then data = mask(data, h.key) end
-    end
-    ws._hdr = nil
-    ws._seen = now()
-    local op = h.op
-    if op == OP_PING then
-      if not ws._sent_close then pcall(send_frame, ws, OP_PONG, data) end
-    elseif op == OP_PONG then -- ws._seen is all a pong is for
-    elseif op == OP_CLOSE then
-      return on_close(ws, data)
-    elseif h.fin and not ws._parts then
-      return message(ws, data, op, h.rsv1)
-    else
-      if op ~= OP_CONT then ws._parts, ws._op, ws._size, ws._z = {}, op, 0, h.rsv1 end
-      local parts = ws._parts
-      parts[#parts + 1] = data
-      ws._size = ws._size + #data
-      if h.fin then
-        ws._parts, ws._size = nil, 0
-        return message(ws, concat(parts), ws._op, ws._z)
+      if not data then  -- the payload is still coming: the rest of the frame in one read
+        local rest, msg = ws._s:read_exactly(nxt - pos - (#buf - pos + 1))
+        if not rest then return lost(ws, msg) end
+        ws._buf, ws._pos = sub(buf, pos) .. rest, 1
+      else
+        if nxt > #buf then ws._buf, ws._pos = "", 1 else ws._pos = nxt end
+        ws._frames = ws._frames + 1
+        if op == OP_PING then
+          if not ws._sent_close then pcall(send_frame, ws, OP_PONG, data) end
+        elseif op == OP_PONG then -- counting it in _frames is all a pong is for
+        elseif op == OP_CLOSE then
+          return on_close(ws, data)
+        elseif fin and not ws._parts then
+          return message(ws, data, op, rsv1)
+        else
+          if op ~= OP_CONT then ws._parts, ws._op, ws._size, ws._z = {}, op, 0, rsv1 end
+          local parts = ws._parts
+          parts[#parts + 1] = data
+          ws._size = ws._size + #data
+          if fin then
+            ws._parts, ws._size = nil, 0
+            return message(ws, concat(parts), ws._op, ws._z)
+          end
+        end
       end
     end
   end
@@ -238,10 +217,11 @@ end
 function WebSocket:receive()
   if self._reading then error("receive: busy: another task is receiving", 2) end
   self._reading = true
-  local r = table.pack(pcall(receive, self))
+  local ok, m, kind, reason = pcall(receive, self)
   self._reading = false
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  if not ok then error(m, 0) end
+  if m then return m, kind end
+  return m, kind, reason
 end
 
 -- for message, kind in ws:messages() do ... end: until the connection closes.
@@ -263,7 +243,7 @@ function WebSocket:send(data, kind)
   elseif kind ~= nil and kind ~= "text" then
     error(format("send: kind must be 'text' or 'binary', got %s", tostring(kind)), 2)
   end
-  if op == OP_TEXT and not utf8.len(data) then error("send: text is not valid UTF-8", 2) end
+  if op == OP_TEXT and not valid_utf8(data) then error("send: text is not valid UTF-8", 2) end
   if self._closed or self._sent_close then
     return nil, "send: the websocket is closed", "ECLOSED"
   end
@@ -330,11 +310,11 @@ local function pinger(ws, interval, timeout)
   while not ws._closed do
     corio.sleep(interval)
     if ws._closed or ws._sent_close then return end
-    local sent = now()
+    local frames = ws._frames
     if not pcall(send_frame, ws, OP_PING, "") then return end
     corio.sleep(timeout)
     if ws._closed then return end
-    if ws._seen < sent then
+    if ws._frames == frames then  -- nothing since the ping
       ws._pinger = nil
       finish(ws, 1006, "ping timeout: the peer did not answer", true)
       return
@@ -348,10 +328,11 @@ end
 function M.new(stream, opts)
   opts = opts or {}
   local ws = setmetatable({
-    _s = stream, _client = opts.client and true or false, _buf = opts.buffered or "",
+    _s = stream, _client = opts.client and true or false, _buf = opts.buffered or "", _pos = 1,
+    _partial = false,
     _max = opts.max_message or MAX_MESSAGE, _lock = sync.Lock(), _size = 0,
     _closed = false, _sent_close = false, _got_close = false, _reading = false,
-    _seen = now(), _close_timeout = opts.close_timeout or CLOSE_TIMEOUT,
+    _frames = 0, _close_timeout = opts.close_timeout or CLOSE_TIMEOUT,
     protocol = opts.protocol,
     _inflater = opts.deflate and C.inflater() or nil,
   }, WebSocket)

@@ -36,6 +36,13 @@ local function run_signalled(code, signals, gap)
   return o, e, c
 end
 
+-- the process printed want on stdout, lua's "interrupted!" on stderr, and exited with status
+local function interrupted(out, err, code, want, status)
+  assert.equal(want, out)
+  assert.matches("interrupted!", err)
+  assert.equal(status, code)
+end
+
 local CLEANUP = [[
 local corio = require "corio"
 local guard <close> = setmetatable({}, {__close = function()
@@ -51,9 +58,7 @@ describe("signals (issue 11)", function()
       corio.sleep(10)
       print("not reached")
     ]], {"INT"})
-    assert.equal("ready\ncleanup ran\n", out)
-    assert.matches("interrupted!", err)
-    assert.equal(130, code)
+    interrupted(out, err, code, "ready\ncleanup ran\n", 130)
   end)
 
   it("SIGINT inside corio.run cancels run's task: cleanup runs, status 130", function()
@@ -69,9 +74,7 @@ describe("signals (issue 11)", function()
       end)
       print("not reached")
     ]], {"INT"})
-    assert.equal("ready\ncleanup ran\n", out)
-    assert.matches("interrupted!", err)
-    assert.equal(130, code)
+    interrupted(out, err, code, "ready\ncleanup ran\n", 130)
   end)
 
   it("SIGINT interrupts a CPU-bound loop as lua does", function()
@@ -80,9 +83,7 @@ describe("signals (issue 11)", function()
       print("ready"); io.stdout:flush()
       while true do end
     ]], {"INT"})
-    assert.equal("ready\n", out)
-    assert.matches("interrupted!", err)
-    assert.equal(130, code)
+    interrupted(out, err, code, "ready\n", 130)
   end)
 
   it("a script that never touches corio keeps lua's behaviour (message, status 1)", function()
@@ -90,42 +91,29 @@ describe("signals (issue 11)", function()
       print("ready"); io.stdout:flush()
       while true do end
     ]], {"INT"})
-    assert.equal("ready\n", out)
-    assert.matches("interrupted!", err)
-    assert.equal(1, code)
+    interrupted(out, err, code, "ready\n", 1)
   end)
 
-  it("SIGINT after the chunk ended cancels the remaining tasks: cleanup, status 130", function()
-    local out, _, code = run_signalled([[
-      local corio = require "corio"
-      corio.spawn(function()
-        local guard <close> = setmetatable({}, {__close = function()
-          corio.sleep(0.01)
-          print("task cleanup ran")
-        end})
-        corio.sleep(10)
-      end)
-      print("ready"); io.stdout:flush()
-    ]], {"INT"})
-    assert.equal("ready\ntask cleanup ran\n", out)
-    assert.equal(130, code)
-  end)
-
-  it("SIGTERM does the same with status 143", function()
-    local out, _, code = run_signalled([[
-      local corio = require "corio"
-      corio.spawn(function()
-        local guard <close> = setmetatable({}, {__close = function()
-          corio.sleep(0.01)
-          print("task cleanup ran")
-        end})
-        corio.sleep(10)
-      end)
-      print("ready"); io.stdout:flush()
-    ]], {"TERM"})
-    assert.equal("ready\ntask cleanup ran\n", out)
-    assert.equal(143, code)
-  end)
+  -- the chunk ends with a task still sleeping; a signal cancels it and its cleanup runs
+  for _, case in ipairs {{"INT", 130, "SIGINT after the chunk ended cancels the remaining tasks"},
+                         {"TERM", 143, "SIGTERM after the chunk ended does the same"}} do
+    local sig, status, title = case[1], case[2], case[3]
+    it(("%s: cleanup, status %d"):format(title, status), function()
+      local out, _, code = run_signalled([[
+        local corio = require "corio"
+        corio.spawn(function()
+          local guard <close> = setmetatable({}, {__close = function()
+            corio.sleep(0.01)
+            print("task cleanup ran")
+          end})
+          corio.sleep(10)
+        end)
+        print("ready"); io.stdout:flush()
+      ]], {sig})
+      assert.equal("ready\ntask cleanup ran\n", out)
+      assert.equal(status, code)
+    end)
+  end
 
   it("a second SIGINT during cleanup exits at once", function()
     local t0 = corio.now()
