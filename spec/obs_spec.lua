@@ -478,7 +478,8 @@ describe("corio.ps wait reasons of I/O", function()
     end)
   end)
 
-  it("web and http: a handler, the client's request, an idle handler task, a slow reader",
+  it("web and http: a handler, the client's request, an idle handler task, a slow reader, "
+     .. "bodies that do not come",
      function()
     local web = require "corio.web"
     local http = require "corio.http"
@@ -502,6 +503,16 @@ describe("corio.ps wait reasons of I/O", function()
         for _ = 1, 256 do resp:write(chunk) end
         return resp
       end)
+      -- bodies that do not come: a handler reading one, another saving one to a file
+      local saved = os.tmpname()
+      app:post("/read", function(req)
+        handlers.read = corio.current_task()
+        return req:body()
+      end)
+      app:post("/save", function(req)
+        handlers.save = corio.current_task()
+        return tostring(req:save(saved))
+      end)
       local server = assert(app:listen{port = 0})
       local base = "http://127.0.0.1:" .. server.port
       local client = named("client", function() return http.get(base .. "/slow") end)
@@ -509,8 +520,13 @@ describe("corio.ps wait reasons of I/O", function()
       local C = require "corio._tcp"
       local raw = assert(C.connect("127.0.0.1", server.port))
       assert(raw:write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local body = "Host: x\r\nContent-Length: 100\r\n\r\nabc"
+      local reader = assert(net.connect("127.0.0.1", server.port))
+      assert(reader:write("POST /read HTTP/1.1\r\n" .. body))
+      local saver = assert(net.connect("127.0.0.1", server.port))
+      assert(saver:write("POST /save HTTP/1.1\r\n" .. body))
       for _ = 1, 500 do
-        if handlers.slow and handlers.big then break end
+        if handlers.slow and handlers.big and handlers.read and handlers.save then break end
         corio.sleep(0.01)
       end
       settled(handlers.big, "^stream write")
@@ -533,10 +549,16 @@ describe("corio.ps wait reasons of I/O", function()
                     watcher.reason)
       assert.truthy(rec(handlers.big).reason:find("^stream write %(client 127.0.0.1:%d+%)$"),
                     rec(handlers.big).reason)
+      assert.equal("request body (client " .. reader.sockname .. ")", rec(handlers.read).reason)
+      assert.equal("request body to " .. saved .. " (client " .. saver.sockname .. ")",
+                   rec(handlers.save).reason)
       release:set()
       assert.equal("done", client:await():text())
       raw:close()
+      reader:close()
+      saver:close()
       server:shutdown(1)
+      os.remove(saved)
     end)
   end)
 
