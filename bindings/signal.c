@@ -43,16 +43,22 @@ const char *corio__signame(int num) {
  * replaces whatever was installed (the command's Ctrl-C handler); when the last watch closes,
  * libuv resets the signal to SIG_DFL, so the previous handler is put back. */
 
-static int int_watchers, term_watchers;
-static struct sigaction saved_int, saved_term;
+static int int_watchers, term_watchers, usr1_watchers;
+static struct sigaction saved_int, saved_term, saved_usr1;
 
 int corio__signal_watchers(int num) {
-  return num == SIGINT ? int_watchers : num == SIGTERM ? term_watchers : 0;
+  return num == SIGINT    ? int_watchers
+         : num == SIGTERM ? term_watchers
+         : num == SIGUSR1 ? usr1_watchers
+                          : 0;
 }
 
 static void count_watch(int num, int delta) {
-  int *n = num == SIGINT ? &int_watchers : num == SIGTERM ? &term_watchers : NULL;
-  struct sigaction *saved = num == SIGINT ? &saved_int : &saved_term;
+  int *n = num == SIGINT    ? &int_watchers
+           : num == SIGTERM ? &term_watchers
+           : num == SIGUSR1 ? &usr1_watchers
+                            : NULL;
+  struct sigaction *saved = num == SIGINT ? &saved_int : num == SIGTERM ? &saved_term : &saved_usr1;
   if (!n) return;
   if (delta > 0 && (*n)++ == 0) sigaction(num, NULL, saved);
   if (delta < 0 && --*n == 0) {
@@ -77,6 +83,20 @@ typedef struct sigwatch {
 typedef struct watchbox {
   sigwatch *s; /* NULL once closed */
 } watchbox;
+
+/* corio.ps's reason: "signal watch HUP, USR1" */
+static void watch_describe(lua_State *L, corio_waiter *w, const char *op) {
+  sigwatch *s = container_of(w, sigwatch, w);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, op);
+  for (int i = 0; i < s->n; i++) {
+    const char *name = corio__signame(s->h[i].signum);
+    luaL_addstring(&b, i ? ", " : " ");
+    luaL_addstring(&b, name ? name : "?");
+  }
+  luaL_pushresult(&b);
+}
 
 static void signal_cb(uv_signal_t *h, int num) {
   sigwatch *s = h->data;
@@ -126,6 +146,7 @@ static int sig_watch(lua_State *L) {
   sigwatch *s = corio__xmalloc(L, sizeof *s + sizeof(uv_signal_t) * (size_t)n);
   memset(s, 0, sizeof *s);
   s->rt = rt;
+  s->w.describe = watch_describe;
   b->s = s;
   for (int i = 0; i < n; i++) {
     uv_signal_init(corio__loop(rt), &s->h[i]);
@@ -201,7 +222,7 @@ static int watch_tostring(lua_State *L) {
   return 1;
 }
 
-/* corio._signal.watched(name) -> number of open watches of SIGINT or SIGTERM */
+/* corio._signal.watched(name) -> number of open watches of SIGINT, SIGTERM or SIGUSR1 */
 static int sig_watched(lua_State *L) {
   int num = corio__signum(luaL_checkstring(L, 1));
   if (!num) return luaL_argerror(L, 1, "unknown signal");

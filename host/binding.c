@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <string.h>
 
 #include "runtime.h"
 
@@ -54,12 +53,22 @@ static void waiter_cancel(lua_State *L, corio_task *t, void *data) {
   if (w->on_cancel) w->on_cancel(L, w);
 }
 
+/* corio.ps's reason: the slot's own words for op, or op alone */
+static void waiter_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  corio_waiter *w = data;
+  (void)co;
+  if (w->describe && w->task == t)
+    w->describe(L, w, t->wait_name);
+  else
+    lua_pushstring(L, t->wait_name);
+}
+
 int corio__waiter_await(lua_State *L, corio_waiter *w, const char *op, lua_KFunction k,
                         lua_KContext ctx) {
   corio_runtime *rt = corio__rt(L);
   if (w->task) return luaL_error(L, "%s: another task is already waiting", op);
   /* The name shown by all_tasks() is the operation's: the wait record is per call site. */
-  static const corio_wait WAITER = {"wait", waiter_cancel, NULL};
+  static const corio_wait WAITER = {"wait", waiter_cancel, waiter_describe};
   w->task = rt->current;
   w->status = 0;
   return corio__await_named(L, &WAITER, op, w, k, ctx);

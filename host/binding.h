@@ -105,10 +105,17 @@ void corio__wake(corio_runtime *rt, corio_task *t);
  * The common case of corio__await: an object (a connection, a process, a signal set) has a
  * slot per direction; the operation stores its outcome in `status` and wakes the slot. When the
  * waiting task is cancelled the slot is emptied first, then `on_cancel` (optional) undoes the
- * operation. Zero-initialise a slot; it needs no cleanup. */
+ * operation. Zero-initialise a slot; it needs no cleanup.
+ * `describe` (optional, set once when the object is made) pushes the wait reason corio.ps()
+ * shows for a task waiting in the slot on operation `op` (corio__waiter_await's name), naming
+ * the object: "read tcp 127.0.0.1:5000", "process 4121 wait". Reach the owning record with
+ * container_of. It runs only when someone asks, on the asker's L, while a task waits in the
+ * slot; it must push exactly one string and may raise only memory errors. Without it the
+ * reason is `op`. */
 struct corio_waiter {
   corio_task *task; /* the suspended task, or NULL */
   void (*on_cancel)(lua_State *L, corio_waiter *w);
+  void (*describe)(lua_State *L, corio_waiter *w, const char *op);
   int status; /* what the waker stored: 0 or a libuv error code */
 };
 

@@ -62,8 +62,9 @@ static void join_cancel(lua_State *L, corio_task *t, void *data) {
   join_detach(data);
 }
 
-/* "gather 3/10 done": the list is still corio__join_wait's first argument on the suspended
- * frame, so the count is taken only when asked */
+/* "gather 3/10 done", or with a label (_wait's fourth argument) "Server:wait_closed (0/1
+ * done)": the list is still corio__join_wait's first argument on the suspended frame, so the
+ * count is taken only when asked */
 static void join_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
   int done = 0, n = lua_type(co, 1) == LUA_TTABLE ? (int)lua_rawlen(co, 1) : 0;
   (void)t;
@@ -74,7 +75,10 @@ static void join_describe(lua_State *L, corio_task *t, lua_State *co, void *data
     done += x && x->state == CORIO_DONE;
     lua_pop(co, 1);
   }
-  lua_pushfstring(L, "gather %d/%d done", done, n);
+  if (lua_type(co, 4) == LUA_TSTRING)
+    lua_pushfstring(L, "%s (%d/%d done)", lua_tostring(co, 4), done, n);
+  else
+    lua_pushfstring(L, "gather %d/%d done", done, n);
 }
 
 static const corio_wait JOIN_WAIT = {"wait", join_cancel, join_describe};
@@ -108,15 +112,16 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* corio._wait(list, needed, stop_on_error) -> index of the first failure | nil  [suspends]
- * Waits until `needed` of the tasks in list are done, or (with stop_on_error) one failed. */
+/* corio._wait(list, needed, stop_on_error[, label]) -> index of the first failure | nil
+ * [suspends] Waits until `needed` of the tasks in list are done, or (with stop_on_error) one
+ * failed. `label` (a string) names the wait in corio.ps instead of "gather". */
 int corio__join_wait(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
   int needed = (int)luaL_optinteger(L, 2, n);
   int stop = lua_toboolean(L, 3);
   int pending = 0, failed = 0;
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     corio_task *t = corio__testtask(L, -1);

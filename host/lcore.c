@@ -9,7 +9,7 @@
 /* task:await([reason]) -> results...  [suspends]  (raises the task's error) */
 static int task_await(lua_State *L) {
   corio_task *t = corio__totask(L, 1);
-  lua_settop(L, 2); /* a Future's wait reason (corio.waiters), shown by corio.ps */
+  lua_settop(L, 3); /* a Future's wait reason and its object (corio.waiters), for corio.ps */
   if (t->state == CORIO_DONE) return corio__push_outcome(L, 1, t);
   return corio__await_task(L, t);
 }

@@ -442,12 +442,14 @@ static int pmain(lua_State *L) {
 /* ---- SIGUSR1: a dump of the tasks, Go-style, without stopping ----------------------------
  * The command (not an embedding runtime) answers SIGUSR1 by writing corio.dump()'s task tree
  * to stderr. libuv delivers the signal to the loop, so the dump runs between two tasks, never
- * inside one; it runs the runtime's own Lua (scripts/corio/obs.lua) under a protected call. */
+ * inside one; it runs the runtime's own Lua (scripts/corio/obs.lua) under a protected call.
+ * A script that watches SIGUSR1 itself (corio.signal) has taken it over: no dump then. */
 static uv_signal_t usr1;
 
 static void usr1_cb(uv_signal_t *h, int sig) {
   lua_State *L = h->data;
   (void)sig;
+  if (corio__signal_watchers(SIGUSR1) > 0) return;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 4)) return;
   lua_getglobal(L, "require");

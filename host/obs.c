@@ -16,6 +16,20 @@ static void copy_extra(lua_State *L, int xidx, const char *k) {
   lua_setfield(L, -2, k);
 }
 
+/* The reason on top of L, in the words of the object at co's index idx when its metatable has
+ * __reason(obj, reason) -> string (a queue says `Queue:get (queue "jobs", 0 items)`). Runs
+ * that Lua function protected: an error or a non-string leaves the plain reason. */
+void corio__obs_object_reason(lua_State *L, lua_State *co, int idx) {
+  if (lua_isnoneornil(co, idx) || !luaL_getmetafield(co, idx, "__reason")) return;
+  lua_pushvalue(co, idx);
+  lua_xmove(co, L, 2); /* [reason, __reason, obj] */
+  lua_pushvalue(L, -3);
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    lua_replace(L, -2);
+  else
+    lua_pop(L, 1);
+}
+
 /* Push the record of the task at idx (see corio.ps in doc/observability.md). */
 static void push_record(lua_State *L, int idx, corio_task *t) {
   corio_runtime *rt = corio__rt(L);

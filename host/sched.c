@@ -228,7 +228,7 @@ static void step(corio_runtime *rt, corio_task *t) {
   if (rt->timing || rt->watchdog) {
     corio_watchdog *wd = rt->watchdog;
     uint64_t t0 = uv_hrtime();
-    if (wd) corio__watchdog_enter(wd, t);
+    if (wd) corio__watchdog_enter(wd, t, t0);
     st = lua_resume(co, L, nargs, &nres);
     if (wd && rt->watchdog == wd) corio__watchdog_leave(wd); /* the task may have stopped it */
     if (rt->timing) add_run_time(L, tidx, uv_hrtime() - t0);
@@ -532,7 +532,6 @@ int corio__yield_now(lua_State *L, lua_KFunction k, lua_KContext ctx) {
   return corio__await(L, &YIELD_NOW, NULL, k, ctx);
 }
 
-
 static void await_fire(corio_runtime *rt, corio_listener *l, corio_task *done) {
   (void)done;
   corio__wake(rt, container_of(l, corio_task, awaiting));
@@ -547,14 +546,15 @@ static void await_cancel(lua_State *L, corio_task *t, void *data) {
   corio__unlisten(&t->awaiting);
 }
 
-/* `await task "fetch#12"`; a Future awaited with a reason (f:await("Queue:get")) shows the
- * reason, as the queues and locks of corio.waiters do. The awaited value is task_await's first
- * argument on the suspended frame, the reason its second. */
+/* `await task "fetch#12"`; a Future awaited with a reason (corio.waiters: f:await("Queue:get",
+ * q)) shows it, in the object's words if it has some (obs.c). On the suspended frame the awaited
+ * value is task_await's first argument, the reason its second, the object its third. */
 static void await_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
   corio_task *target = data;
   (void)t;
   if ((target->flags & CORIO_F_FUTURE) && lua_type(co, 2) == LUA_TSTRING) {
     lua_pushstring(L, lua_tostring(co, 2));
+    corio__obs_object_reason(L, co, 3);
     return;
   }
   if (corio__testtask(co, 1) == target) {

@@ -36,10 +36,12 @@ void corio__push_where(lua_State *L, corio_task *t); /* "op at src:line" */
 void corio__push_wait_reason(lua_State *L, corio_task *t); /* "sleep 0.50 s" (sched.c) */
 int corio__push_awaited(lua_State *L, corio_task *t);      /* the task it awaits, if any */
 /* the stall watchdog (watchdog.c): step brackets each slice while it is on */
-void corio__watchdog_enter(corio_watchdog *wd, corio_task *t);
+void corio__watchdog_enter(corio_watchdog *wd, corio_task *t, uint64_t now); /* uv_hrtime() */
 void corio__watchdog_leave(corio_watchdog *wd);
 int corio__l_set_watchdog(lua_State *L);
 void corio__open_obs(lua_State *L); /* obs.c: sets _ps, _loop_stats in the table on top */
+/* obs.c: the reason on top of L, in the words of the object at co's idx (its __reason) */
+void corio__obs_object_reason(lua_State *L, lua_State *co, int idx);
 
 /* ---- task.c: creating and reporting ------------------------------------------------------- */
 

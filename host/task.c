@@ -259,20 +259,27 @@ void corio__push_spawn_site(lua_State *L, int idx, corio_task *t) {
   lua_pushfstring(L, "%s:%d", ar.short_src, t->spawn_line);
 }
 
-/* Push "op at source:line" for a waiting task: the innermost Lua frame of its coroutine. */
+/* Push "op at source:line" for a waiting task: the innermost Lua frame of its coroutine that
+ * is the program's, not corio's own embedded scripts (a Queue:get waits in corio/waiters.lua,
+ * called from the line that matters), else the innermost Lua frame. */
 void corio__push_where(lua_State *L, corio_task *t) {
   lua_Debug ar;
   const char *what = t->wait ? t->wait_name : corio__state_name(t);
+  int first = 0;
   if (t->co && (t->state == CORIO_WAITING || t->state == CORIO_READY)) {
     for (int level = 0; lua_getstack(t->co, level, &ar); level++) {
       lua_getinfo(t->co, "Sl", &ar);
-      if (ar.currentline > 0) {
+      if (ar.currentline <= 0) continue;
+      if (strncmp(ar.source, "@scripts/corio", 14) != 0) {
         lua_pushfstring(L, "%s at %s:%d", what, ar.short_src, ar.currentline);
+        if (first) lua_remove(L, -2);
         return;
       }
+      if (!first) lua_pushfstring(L, "%s at %s:%d", what, ar.short_src, ar.currentline);
+      first = 1;
     }
   }
-  lua_pushstring(L, what);
+  if (!first) lua_pushstring(L, what);
 }
 
 static void push_report(lua_State *L, int idx, corio_task *t) {

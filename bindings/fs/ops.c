@@ -22,6 +22,18 @@ static void req_cancel(lua_State *L, corio_waiter *w) {
   uv_cancel(r->is_work ? (uv_req_t *)&r->u.work : (uv_req_t *)&r->u.fs);
 }
 
+/* corio.ps's reason: the operation and its path ("read_file /var/log/app.log", "read
+ * /tmp/f.txt" for an open file's read). A uv_fs request keeps its own copy of the path; a
+ * job's is pinned by a user value, an open file's is in its record. */
+static void req_describe(lua_State *L, corio_waiter *w, const char *op) {
+  fsreq *r = container_of(w, fsreq, w);
+  const char *path = r->file ? r->file->path : r->is_work ? r->path : uv_fs_get_path(&r->u.fs);
+  if (path)
+    lua_pushfstring(L, "%s %s", op, path);
+  else
+    lua_pushstring(L, op);
+}
+
 fsreq *fs__req_new(lua_State *L, size_t extra) {
   fsreq *r = lua_newuserdatauv(L, sizeof *r + extra, 2);
   memset(r, 0, sizeof *r);
@@ -30,6 +42,7 @@ fsreq *fs__req_new(lua_State *L, size_t extra) {
   r->fd = -1;
   r->cap = extra;
   r->w.on_cancel = req_cancel;
+  r->w.describe = req_describe;
   luaL_setmetatable(L, FSREQ);
   /* the loop's anchor: libuv (or a worker thread) may use the memory from now on */
   r->ref = corio__anchor(L, -1);

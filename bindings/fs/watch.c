@@ -95,6 +95,11 @@ static int watch_close(lua_State *L) {
   return 0;
 }
 
+/* corio.ps's reason: "fs watch /etc/app.conf" */
+static void watch_describe(lua_State *L, corio_waiter *w, const char *op) {
+  lua_pushfstring(L, "%s %s", op, container_of(w, watcher, w)->path);
+}
+
 /* fs._watch(path) -> Watcher | nil, msg, code */
 int fs__watch(lua_State *L) {
   size_t len;
@@ -105,6 +110,7 @@ int fs__watch(lua_State *L) {
   memset(wt, 0, sizeof *wt);
   memcpy(wt->path, path, len + 1);
   wt->rt = rt;
+  wt->w.describe = watch_describe;
   uv_fs_event_init(corio__loop(rt), &wt->h);
   corio__box_attach(b, &wt->base, (uv_handle_t *)&wt->h, NULL);
   int rc = uv_fs_event_start(&wt->h, event_cb, path, 0);

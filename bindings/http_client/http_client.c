@@ -309,6 +309,17 @@ static void xfer_cancel(lua_State *L, corio_waiter *w) {
   xfer_finish(container_of(w, xfer, w), CURLE_ABORTED_BY_CALLBACK);
 }
 
+/* corio.ps's reason: "http GET http://host/x" while the request runs, "http GET http://host/x
+ * (reading the body)" in a streamed response's read: curl's current method and URL (after
+ * redirects), asked only now. */
+static void xfer_describe(lua_State *L, corio_waiter *w, const char *op) {
+  xfer *x = container_of(w, xfer, w);
+  char *method = NULL, *url = NULL;
+  corio__curl.easy_getinfo(x->easy, CURLINFO_EFFECTIVE_METHOD, &method);
+  corio__curl.easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  lua_pushfstring(L, "http %s %s%s", method ? method : "request", url ? url : "",
+                  strcmp(op, "http read") == 0 ? " (reading the body)" : "");
+}
 
 static int perform_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -339,6 +350,7 @@ static int multi_perform(lua_State *L) {
   x->idle.index = -1;
   x->idle.fire = idle_fire;
   x->w.on_cancel = xfer_cancel;
+  x->w.describe = xfer_describe;
   x->m = m;
   luaL_setmetatable(L, XFER);
   lua_pushvalue(L, 1);

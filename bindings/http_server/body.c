@@ -176,6 +176,16 @@ static void save_write_cb(uv_fs_t *req) {
   else if (!k->finished) sink_finish(k);
 }
 
+/* ... and saving it: "request body to /tmp/upload (client 127.0.0.1:51234)" */
+static void save_describe(lua_State *L, corio_waiter *w, const char *op) {
+  body_sink *k = container_of(w, body_sink, w);
+  lua_pushfstring(L, "%s to %s", op, k->path);
+  if (k->c) {
+    corio__hs_push_op_at(L, &k->c->tcp, 1, lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+}
+
 static void save_cancel(lua_State *L, corio_waiter *w) {
   body_sink *k = container_of(w, body_sink, w);
   (void)L;
@@ -220,6 +230,15 @@ static conn *check_reader(lua_State *L) {
   return c;
 }
 
+/* corio.ps's reason for a handler reading its body: "request body (client 127.0.0.1:51234)" */
+static void read_describe(lua_State *L, corio_waiter *w, const char *op) {
+  body_slot *r = container_of(w, body_slot, w);
+  if (r->c)
+    corio__hs_push_op_at(L, &r->c->tcp, 1, op);
+  else
+    lua_pushstring(L, op);
+}
+
 static void read_cancel(lua_State *L, corio_waiter *w) {
   body_slot *r = container_of(w, body_slot, w);
   (void)L;
@@ -250,7 +269,7 @@ static int wait_body(lua_State *L, conn *c, lua_KContext ctx) {
   corio__check_suspend(L, "request body");
   lua_settop(L, 2);
   body_slot *r = lua_newuserdatauv(L, sizeof *r, 0);
-  *r = (body_slot){.w = {.on_cancel = read_cancel}, .c = c};
+  *r = (body_slot){.w = {.on_cancel = read_cancel, .describe = read_describe}, .c = c};
   c->reader = r;
   if (ctx < 0) {
     c->body_all = 1; /* no high-water mark: body() holds it all anyway */
@@ -305,6 +324,7 @@ static int l_body_save(lua_State *L) {
   memset(k, 0, sizeof *k);
   k->req.data = k;
   k->w.on_cancel = save_cancel;
+  k->w.describe = save_describe;
   k->c = c;
   k->rt = rt;
   k->fd = fd;

@@ -636,6 +636,7 @@ void corio__hs_on_connection(uv_stream_t *ls, int status) {
   c->file_fd = -1;
   c->timer.index = -1;
   c->timer.fire = conn_timer_fire;
+  c->drain.describe = corio__hs_describe_drain;
   s->nconns++;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     c->state = ST_CLOSED;

@@ -213,6 +213,9 @@ extern const luaL_Reg corio__hs_respond_funcs[];
 /* ---- server.c: the Lua surface ------------------------------------------------------------- */
 void corio__hs_dispatch(lua_State *L, conn *c);
 void corio__hs_server_maybe_free(server *s);
+/* Push "op (server ip:port)" (peer = 0) or "op (client ip:port)" (peer = 1), for corio.ps. */
+void corio__hs_push_op_at(lua_State *L, uv_tcp_t *tcp, int peer, const char *op);
+void corio__hs_describe_drain(lua_State *L, corio_waiter *w, const char *op); /* respond.c */
 
 /* socket.c: the listening socket run_app's workers share */
 int corio__hs_bind(uv_tcp_t *tcp, const struct sockaddr *addr, int reuseport); /* 0 | uv error */

@@ -309,6 +309,11 @@ static int stream_drain_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+/* corio.ps's reason for a stream writer: "stream write (client 127.0.0.1:51234)" */
+void corio__hs_describe_drain(lua_State *L, corio_waiter *w, const char *op) {
+  corio__hs_push_op_at(L, &container_of(w, conn, drain)->tcp, 1, op);
+}
+
 /* _http_server.stream_drain(conn) -> true | nil, msg  [suspends]
  * Waits until half of the connection's high-water mark is written out (or the client goes). */
 static int l_stream_drain(lua_State *L) {

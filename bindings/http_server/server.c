@@ -115,6 +115,36 @@ static void release_idle(server *s) {
   }
 }
 
+/* Push "op (server 127.0.0.1:8080)" (peer = 0: the address tcp listens on) or "op (client
+ * 127.0.0.1:51234)" (peer = 1): corio.ps's reasons for the tasks that wait on the server. */
+void corio__hs_push_op_at(lua_State *L, uv_tcp_t *tcp, int peer, const char *op) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[64] = "?", where[80];
+  int port = 0;
+  int r = peer ? uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len)
+               : uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len);
+  if (r == 0 && ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  } else if (r == 0) {
+    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  }
+  corio__host_port(where, sizeof where, ip, port);
+  lua_pushfstring(L, "%s (%s %s)", op, peer ? "client" : "server", where);
+}
+
+/* corio.ps's reason for the access logger: "next refusal (server 127.0.0.1:8080)" */
+static void next_refusal_describe(lua_State *L, corio_waiter *w, const char *op) {
+  corio__hs_push_op_at(L, &container_of(w, server, refusal_w)->tcp, 0, op);
+}
+
+/* corio.ps's reason for an idle handler task: "next request (server 127.0.0.1:8080)" */
+static void next_request_describe(lua_State *L, corio_waiter *w, const char *op) {
+  corio__hs_push_op_at(L, &container_of(w, idle_slot, w)->s->tcp, 0, op);
+}
+
 static void next_request_cancel(lua_State *L, corio_waiter *w) {
   idle_slot *slot = container_of(w, idle_slot, w);
   server *s = slot->s;
@@ -162,7 +192,8 @@ static int l_next_request(lua_State *L) {
   }
   lua_settop(L, 1);
   idle_slot *slot = lua_newuserdatauv(L, sizeof *slot, 0);
-  *slot = (idle_slot){.w = {.on_cancel = next_request_cancel}, .s = s};
+  *slot = (idle_slot){.w = {.on_cancel = next_request_cancel, .describe = next_request_describe},
+                      .s = s};
   s->idle[s->nidle++] = slot;
   if (s->sweep.index < 0) {
     s->idle_min = s->nidle;
@@ -276,6 +307,7 @@ static int l_listen(lua_State *L) {
   server *s = calloc(1, sizeof *s);
   if (!s) return corio__nomem(L);
   s->rt = rt;
+  s->refusal_w.describe = next_refusal_describe;
   s->max_header = max_header;
   s->max_url = max_url;
   s->max_headers = max_headers;
@@ -464,6 +496,15 @@ static int l_next_refusal(lua_State *L) {
 
 /* ---- request.disconnected ---------------------------------------------------------------- */
 
+/* corio.ps's reason: "request.disconnected (client 127.0.0.1:51234)" */
+static void gone_describe(lua_State *L, corio_waiter *w, const char *op) {
+  gone_slot *g = container_of(w, gone_slot, w);
+  if (g->c)
+    corio__hs_push_op_at(L, &g->c->tcp, 1, op);
+  else
+    lua_pushstring(L, op);
+}
+
 static void gone_cancel(lua_State *L, corio_waiter *w) {
   gone_slot *g = container_of(w, gone_slot, w);
   (void)L;
@@ -477,7 +518,7 @@ static int l_watch_disconnect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
   conn *c = lua_touserdata(L, 1);
   gone_slot *g = lua_newuserdatauv(L, sizeof *g, 0);
-  *g = (gone_slot){.w = {.on_cancel = gone_cancel}};
+  *g = (gone_slot){.w = {.on_cancel = gone_cancel, .describe = gone_describe}};
   if (!c->task || c->gone) { /* over already, or watched already (one watcher a request) */
     g->fired = 1;
     g->gone = c->task ? 0 : 1;

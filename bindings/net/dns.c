@@ -53,6 +53,12 @@ static void dns_cancel(lua_State *L, corio_waiter *w) {
   uv_cancel((uv_req_t *)&d->u); /* may fail if it already runs: its callback still comes */
 }
 
+/* corio.ps's reason: "getaddrinfo example.com", "getnameinfo 127.0.0.1" (the name asked
+ * about, copied into host when the request starts; gni_cb replaces it once woken) */
+static void dns_describe(lua_State *L, corio_waiter *w, const char *op) {
+  lua_pushfstring(L, "%s %s", op, container_of(w, dnsreq, w)->host);
+}
+
 static int dns_gc(lua_State *L) {
   dnsreq *d = lua_touserdata(L, 1);
   if (d->res) uv_freeaddrinfo(d->res);
@@ -65,6 +71,7 @@ static dnsreq *new_req(lua_State *L) {
   memset(d, 0, sizeof *d);
   d->rt = corio__rt(L);
   d->ref = LUA_NOREF;
+  d->w.describe = dns_describe;
   luaL_setmetatable(L, DNSREQ);
   d->ref = corio__anchor(L, -1);
   return d;
@@ -130,6 +137,7 @@ static int dns_getaddrinfo(lua_State *L) {
   corio__check_suspend(L, "getaddrinfo");
   lua_settop(L, 3);
   dnsreq *d = new_req(L);
+  snprintf(d->host, sizeof d->host, "%s", host);
   int r = uv_getaddrinfo(corio__loop(d->rt), &d->u.gai, gai_cb, host, service, &hints);
   if (r < 0) {
     corio__unanchor(L, d->ref);
@@ -162,6 +170,7 @@ static int dns_getnameinfo(lua_State *L) {
   corio__check_suspend(L, "getnameinfo");
   lua_settop(L, 2);
   dnsreq *d = new_req(L);
+  snprintf(d->host, sizeof d->host, "%s", ip);
   r = uv_getnameinfo(corio__loop(d->rt), &d->u.gni, gni_cb, (struct sockaddr *)&ss, 0);
   if (r < 0) {
     corio__unanchor(L, d->ref);

@@ -162,6 +162,23 @@ static void connection_cb(uv_stream_t *server, int status) {
   if (l->acc.task) corio__waiter_wake(l->rt, &l->acc, 0);
 }
 
+/* corio.ps's reason: "accept tcp 127.0.0.1:8080" (the port bound, not the one asked for, which
+ * may be 0), "accept unix /run/app.sock" */
+static void accept_describe(lua_State *L, corio_waiter *w, const char *op) {
+  listener *l = container_of(w, listener, acc);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (l->is_pipe) {
+    lua_pushfstring(L, "%s unix %s", op, l->name);
+  } else if (uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    corio__net_push_addr(L, (struct sockaddr *)&ss, 1);
+    lua_pushfstring(L, "%s tcp %s", op, lua_tostring(L, -1));
+    lua_remove(L, -2);
+  } else {
+    lua_pushfstring(L, "%s tcp %s", op, l->name);
+  }
+}
+
 static listener *check_listener(lua_State *L, const char *op) {
   return (listener *)corio__box_check(L, 1, LISTENER, op);
 }
@@ -303,6 +320,7 @@ static int net_listen(lua_State *L) {
   listener *l = calloc(1, sizeof *l);
   if (!l) return corio__nomem(L);
   l->rt = corio__rt(L);
+  l->acc.describe = accept_describe;
   l->is_pipe = path != NULL;
   l->limit = (size_t)limit;
   char target[112];

@@ -43,6 +43,27 @@ static void udp_closed(corio_handle *h) {
   }
 }
 
+/* corio.ps's reason: "recv udp 127.0.0.1:5353" (the socket's own address) */
+static void udp_describe(lua_State *L, udpsock *u, const char *op) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_udp_getsockname(&u->u, (struct sockaddr *)&ss, &len) != 0) {
+    lua_pushfstring(L, "%s udp", op);
+    return;
+  }
+  corio__net_push_addr(L, (struct sockaddr *)&ss, 1);
+  lua_pushfstring(L, "%s udp %s", op, lua_tostring(L, -1));
+  lua_remove(L, -2);
+}
+
+static void rd_describe(lua_State *L, corio_waiter *w, const char *op) {
+  udp_describe(L, container_of(w, udpsock, rd), op);
+}
+
+static void wr_describe(lua_State *L, corio_waiter *w, const char *op) {
+  udp_describe(L, container_of(w, udpsock, wr), op);
+}
+
 static udpsock *check(lua_State *L, const char *op) {
   return (udpsock *)corio__box_check(L, 1, UDP, op);
 }
@@ -255,6 +276,8 @@ static int net_udp(lua_State *L) {
   udpsock *u = calloc(1, sizeof *u);
   if (!u) return corio__nomem(L);
   u->rt = corio__rt(L);
+  u->rd.describe = rd_describe;
+  u->wr.describe = wr_describe;
   r = uv_udp_init_ex(corio__loop(u->rt), &u->u, ss.ss_family);
   if (r < 0) {
     free(u);

@@ -42,6 +42,12 @@ struct pbox {
   int64_t status;
 };
 
+/* corio.ps's reason for a task in h:wait(): "process 4121 wait" */
+static void wait_describe(lua_State *L, corio_waiter *w, const char *op) {
+  (void)op;
+  lua_pushfstring(L, "process %d wait", container_of(w, pbox, w)->pid);
+}
+
 /* ---- the record ---------------------------------------------------------------------------- */
 
 static void rec_closed(uv_handle_t *h) {
@@ -237,6 +243,7 @@ static int l_spawn(lua_State *L) {
    * s1, s2) */
   pbox *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
+  b->w.describe = wait_describe;
   luaL_setmetatable(L, HANDLE);
   int hidx = lua_gettop(L);
   lua_newtable(L);

@@ -48,6 +48,7 @@ typedef struct conn {
   size_t qhead, qlen, qcap;
   corio_waiter wr; /* the writer task, waiting for output */
   int failed;
+  char target[112]; /* "127.0.0.1:6379" or a socket path, for corio.ps; may be "" */
 } conn;
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
@@ -69,10 +70,19 @@ static int conn_gc(lua_State *L) {
   return 0;
 }
 
-/* corio._redis.conn() -> Conn */
+/* corio.ps's reason for the writer task: "redis writer 127.0.0.1:6379" */
+static void writer_describe(lua_State *L, corio_waiter *w, const char *op) {
+  const char *target = container_of(w, conn, wr)->target;
+  lua_pushfstring(L, "%s%s%s", op, *target ? " " : "", target);
+}
+
+/* corio._redis.conn([target]) -> Conn; target names the server in corio.ps's wait reasons */
 static int redis_conn(lua_State *L) {
+  const char *target = luaL_optstring(L, 1, "");
   conn *c = lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
+  snprintf(c->target, sizeof c->target, "%s", target);
+  c->wr.describe = writer_describe;
   luaL_setmetatable(L, CONN);
   c->rt = corio__rt(L);
   lua_createtable(L, 4, 0); /* uservalue 1: the partial reply (reply.h); [0] counts its values */
@@ -193,18 +203,19 @@ static void take_main(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MAINRES);
 }
 
-/* Stack: 1 conn [, 2 the reply or a fail marker] */
+/* Stack: 1 conn, 2 the command's name [, 3 the reply or a fail marker] */
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   take_main(L);
-  if (lua_gettop(L) < 2) {
+  if (lua_gettop(L) < 3) {
     lua_pushnil(L);
     lua_pushliteral(L, "redis: the reply went missing");
     lua_pushliteral(L, "EPROTO");
     return 3;
   }
-  lua_settop(L, 2);
+  lua_settop(L, 3);
+  lua_remove(L, 2);
   if (lua_type(L, 2) == LUA_TTABLE) {
     if (is_class(L, 2, ENV_ERRMT)) {
       lua_pushnil(L);
@@ -230,7 +241,25 @@ static void call_cancel(lua_State *L, corio_task *t, void *data) {
   }
 }
 
-static const corio_wait CALL_WAIT = {"redis call", call_cancel, NULL};
+/* corio.ps's reason: "redis GET 127.0.0.1:6379" (the name call() keeps at 2 on its frame),
+ * "redis 3 commands 127.0.0.1:6379" for call_many */
+static void call_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  conn *c = data;
+  for (size_t i = 0; i < c->qlen; i++) {
+    entry *e = at(c, i);
+    if (e->task != t) continue;
+    if (e->batch) {
+      lua_pushfstring(L, "redis %d command%s%s%s", e->n, e->n == 1 ? "" : "s",
+                      *c->target ? " " : "", c->target);
+      return;
+    }
+    break;
+  }
+  const char *cmd = lua_type(co, 2) == LUA_TSTRING ? lua_tostring(co, 2) : "call";
+  lua_pushfstring(L, "redis %s%s%s", cmd, *c->target ? " " : "", c->target);
+}
+
+static const corio_wait CALL_WAIT = {"redis call", call_cancel, call_describe};
 
 static int conn_failed_result(lua_State *L) {
   lua_getiuservalue(L, 1, 1);
@@ -258,7 +287,7 @@ static int conn_call(lua_State *L) {
   if (format_into(L, c, 2, argc, 2) < 0) return corio__nomem(L);
   push_entry(c, t, L, 1, 0);
   wake_writer(c);
-  lua_settop(L, 1);
+  lua_settop(L, 2); /* the command's name stays for corio.ps */
   return corio__await(L, &CALL_WAIT, c, call_k, 0);
 }
 

@@ -133,7 +133,28 @@ static int cwait_gc(lua_State *L) {
   return 0;
 }
 
-static const corio_wait CHAN_WAIT = {"thread.Channel", chan_wait_cancel, NULL};
+/* corio.ps's reason: "thread.Channel:get (0 items)", "thread.Channel:put (full, 8 items)" */
+static void chan_describe(lua_State *L, chan *c, const char *op) {
+  uv_mutex_lock(&c->lock);
+  int n = c->count;
+  uv_mutex_unlock(&c->lock);
+  lua_pushfstring(L, "thread.Channel:%s (%d item%s)", op, n, n == 1 ? "" : "s");
+}
+
+static void get_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  (void)t;
+  (void)co;
+  chan_describe(L, ((cwait *)data)->c, "get");
+}
+
+static void put_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  (void)t;
+  (void)co;
+  chan_describe(L, ((cwait *)data)->c, "put");
+}
+
+static const corio_wait GET_WAIT = {"thread.Channel:get", chan_wait_cancel, get_describe};
+static const corio_wait PUT_WAIT = {"thread.Channel:put", chan_wait_cancel, put_describe};
 
 /* Called with c->lock held, after a change a waiting task may care about. */
 static void notify_locked(chan *c, worker *wk) {
@@ -170,14 +191,14 @@ static void start_waiting(lua_State *L, chan *c, const char *op) {
 }
 
 /* List w (a userdata on the task's stack, anchored by it) and suspend. */
-static int suspend(lua_State *L, chan *c, cwait *w, lua_KFunction k) {
+static int suspend(lua_State *L, chan *c, cwait *w, const corio_wait *wait, lua_KFunction k) {
   w->c = c;
   w->task = corio__current(L);
   w->next = c->waiters;
   if (w->next) w->next->pprev = &w->next;
   w->pprev = &c->waiters;
   c->waiters = w;
-  return corio__await(L, &CHAN_WAIT, w, k, 0);
+  return corio__await(L, wait, w, k, 0);
 }
 
 /* A waiter record for the current task, pushed (loop side only). */
@@ -256,7 +277,7 @@ static int put_body(lua_State *L) {
   }
   /* Full, on the loop: wait for a get (a worker's wakes us through the async). */
   start_waiting(L, c, "thread.Channel:put");
-  return suspend(L, c, w, chan_put_k);
+  return suspend(L, c, w, &PUT_WAIT, chan_put_k);
 }
 
 static int chan_put_k(lua_State *L, int status, lua_KContext ctx) {
@@ -318,7 +339,7 @@ static int get_body(lua_State *L) {
   }
   lua_pop(L, 1); /* the buffer: not needed while waiting */
   start_waiting(L, c, "thread.Channel:get");
-  return suspend(L, c, w, chan_get_k);
+  return suspend(L, c, w, &GET_WAIT, chan_get_k);
 }
 
 static int chan_get_k(lua_State *L, int status, lua_KContext ctx) {

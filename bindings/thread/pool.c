@@ -128,7 +128,33 @@ static void job_cancel(lua_State *L, corio_task *t, void *data) {
   uv_mutex_unlock(&p->lock);
 }
 
-static const corio_wait JOB_WAIT = {"thread.run", job_cancel, NULL};
+/* corio.ps's reason: "thread.run app.lua:12 (running)", "thread.call mymod.parse (queued)":
+ * what runs, from the suspended call's frame ([Pool, f | module, name, args..., box]), and the
+ * job's state, read under the pool's lock. */
+static void job_describe(lua_State *L, corio_task *t, lua_State *co, void *data) {
+  job *j = data;
+  int state = J_QUEUED;
+  (void)t;
+  if (j->pool) {
+    uv_mutex_lock(&j->pool->lock);
+    state = j->state;
+    uv_mutex_unlock(&j->pool->lock);
+  }
+  const char *st = state == J_QUEUED ? "queued" : state == J_RUNNING ? "running" : "finishing";
+  if (j->kind == K_RUN && lua_type(co, 2) == LUA_TFUNCTION) {
+    lua_Debug ar;
+    lua_pushvalue(co, 2);
+    lua_getinfo(co, ">S", &ar);
+    lua_pushfstring(L, "thread.run %s:%d (%s)", ar.short_src, ar.linedefined, st);
+  } else if (j->kind == K_CALL && lua_type(co, 2) == LUA_TSTRING &&
+             lua_type(co, 3) == LUA_TSTRING) {
+    lua_pushfstring(L, "thread.call %s.%s (%s)", lua_tostring(co, 2), lua_tostring(co, 3), st);
+  } else {
+    lua_pushfstring(L, "%s (%s)", j->kind == K_RUN ? "thread.run" : "thread.call", st);
+  }
+}
+
+static const corio_wait JOB_WAIT = {"thread.run", job_cancel, job_describe};
 
 static int jobbox_gc(lua_State *L) {
   jobbox *bx = lua_touserdata(L, 1);

@@ -78,6 +78,18 @@ end
 local Subscription = {__name = "corio.Subscription"}
 Subscription.__index = Subscription
 
+-- What corio.ps() shows for a task waiting on subscription s (only when asked):
+-- `Subscription:get ("orders.*", 0 messages)`, `Bus:publish (subscriber "orders.*" full: 64
+-- messages)`.
+function Subscription.__reason(s, reason)
+  local n = s._n
+  local what = n == 1 and "1 message" or ("%d messages"):format(n)
+  if reason:find("^Bus:publish") then
+    return ('Bus:publish (subscriber "%s" full: %s)'):format(s.pattern, what)
+  end
+  return ('%s ("%s", %s)'):format(reason, s.pattern, what)
+end
+
 local POLICIES = {block = true, drop_oldest = true, error = true}
 
 local function push(s, topic, msg)
@@ -126,7 +138,7 @@ local function deliver(s, topic, msg)
     return nil
   end
   -- false: the subscription ended meanwhile
-  if not ch:wait_slot("Bus:publish (subscriber full)") or s._ended then return false end
+  if not ch:wait_slot("Bus:publish (subscriber full)", s) or s._ended then return false end
   push(s, topic, msg)
   return true
 end
@@ -150,7 +162,7 @@ function Subscription:get()
     return topic, msg
   end
   if self._ended then return nil end
-  if not ch:wait_item("Subscription:get") then return nil end
+  if not ch:wait_item("Subscription:get", self) then return nil end
   return take(self)
 end
 

@@ -66,21 +66,23 @@ local function pass_slot(ch)
   if not ch.closed then ch:slot_freed() end
 end
 
--- ch:wait_item() -> true when an item was promised to the caller, who must take it from the
--- buffer now (its reservation is already spent); false when woken by close() with nothing
--- for it [suspends]. Cancellation passes a promised item on and is re-raised.
-function Channel:wait_item(reason)
-  if self.getters:wait(pass_item, self, reason) and self.reserved > 0 then
+-- ch:wait_item([reason, obj]) -> true when an item was promised to the caller, who must take
+-- it from the buffer now (its reservation is already spent); false when woken by close() with
+-- nothing for it [suspends]. Cancellation passes a promised item on and is re-raised.
+-- reason and obj name the wait for corio.ps (corio.waiters' wait).
+function Channel:wait_item(reason, obj)
+  if self.getters:wait(pass_item, self, reason, obj) and self.reserved > 0 then
     self.reserved = self.reserved - 1
     return true
   end
   return false
 end
 
--- ch:wait_slot() -> true when a free slot was promised to the caller, who must insert its
--- item now (unless the owner closed meanwhile); false when woken by close() [suspends].
-function Channel:wait_slot(reason)
-  if self.putters:wait(pass_slot, self, reason) then
+-- ch:wait_slot([reason, obj]) -> true when a free slot was promised to the caller, who must
+-- insert its item now (unless the owner closed meanwhile); false when woken by close()
+-- [suspends].
+function Channel:wait_slot(reason, obj)
+  if self.putters:wait(pass_slot, self, reason, obj) then
     self.slots = self.slots - 1
     return true
   end

@@ -143,7 +143,7 @@ local function finish(self, body_failed, body_error)
   while true do
     local list = pending(self)
     if not list then break end
-    local ok, err = pcall(_wait, list, #list, false)
+    local ok, err = pcall(_wait, list, #list, false, "TaskGroup")
     if not ok then
       if not is_cancelled(err) then
         cancel_children(self)

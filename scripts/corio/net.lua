@@ -4,6 +4,7 @@
 -- Exports connect, connect_unix, serve, udp, getaddrinfo, getnameinfo, stdin, stdout, stderr.
 local corio = require "corio"
 local C = require "corio._net"
+local core = require "corio.core"
 
 local M = {}
 
@@ -244,6 +245,7 @@ function M.serve(handler, opts)
   local srv = setmetatable({_l = l, _clients = {}, _handler = handler, port = l.port,
                             sockname = l.sockname, path = opts.path}, Server)
   srv._acceptor = corio.spawn(accept_loop, srv)
+  srv._acceptor.name = "net.serve"  -- corio.pstree: "net.serve [...] accept tcp 127.0.0.1:80"
   return srv
 end
 
@@ -271,7 +273,7 @@ function Server:wait_closed()
       if not t:done() then busy = true; break end
     end
     if not busy then return true end
-    corio.wait(list)
+    core._wait(list, #list, false, "Server:wait_closed")  -- corio.ps names it
   end
 end
 

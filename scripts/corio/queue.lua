@@ -63,14 +63,39 @@ local function queue_tostring(q)
                                                q:is_shut_down() and ", shut down" or "")
 end
 
+local function items(n)
+  return n == 1 and "1 item" or ("%d items"):format(n)
+end
+
+-- What corio.ps() shows for a task waiting on queue q (corio.waiters: called only when asked):
+-- `Queue:get (queue "jobs", 0 items)`, `Queue:put (queue "jobs", full: 10 items)`,
+-- `Queue:join (queue "jobs", 3 unfinished)`; without the name when q.name is not set.
+local function queue_reason(q, reason)
+  local what
+  if reason:find(":join", 1, true) then what = ("%d unfinished"):format(q:unfinished())
+  elseif reason:find(":put", 1, true) then what = "full: " .. items(q:qsize())
+  else what = items(q:qsize()) end
+  if q.name == nil then return ("%s (%s)"):format(reason, what) end
+  return ('%s (queue "%s", %s)'):format(reason, tostring(q.name), what)
+end
+
 local CLASSES = {
-  [FIFO] = {__name = "corio.Queue", __tostring = queue_tostring},
-  [LIFO] = {__name = "corio.LifoQueue", __tostring = queue_tostring},
-  [HEAP] = {__name = "corio.PriorityQueue", __tostring = queue_tostring},
+  [FIFO] = {__name = "corio.Queue", __tostring = queue_tostring, __reason = queue_reason},
+  [LIFO] = {__name = "corio.LifoQueue", __tostring = queue_tostring, __reason = queue_reason},
+  [HEAP] = {__name = "corio.PriorityQueue", __tostring = queue_tostring,
+            __reason = queue_reason},
 }
+
+-- The wait reasons, per class: "Queue:get", "LifoQueue:get", "PriorityQueue:get" ...
+local REASONS = {}
+for kind, mt in pairs(CLASSES) do
+  local cls = mt.__name:sub(#"corio." + 1)
+  REASONS[kind] = {get = cls .. ":get", put = cls .. ":put", join = cls .. ":join"}
+end
 
 local function new_queue(kind, maxsize, less, what)
   local q = setmetatable({}, CLASSES[kind])
+  local reasons = REASONS[kind]
   local cap
   q.maxsize, cap = check_maxsize(maxsize, what)
 
@@ -190,7 +215,7 @@ local function new_queue(kind, maxsize, less, what)
   end
 
   local function wait_put(v)
-    ch:wait_slot("Queue:put (full)")
+    ch:wait_slot(reasons.put, q)
     if is_shut then error(shut_down("put"), 2) end
     push(v)
     added()
@@ -199,7 +224,7 @@ local function new_queue(kind, maxsize, less, what)
   local function wait_get()
     if is_shut then error(shut_down("get"), 2) end
     -- false: woken by shutdown (an immediate one also dropped the promised items)
-    if not ch:wait_item("Queue:get") then error(shut_down("get"), 2) end
+    if not ch:wait_item(reasons.get, q) then error(shut_down("get"), 2) end
     local v = pop()
     removed()
     return v
@@ -302,7 +327,7 @@ local function new_queue(kind, maxsize, less, what)
   -- q:join() [suspends until every item put has been marked done with task_done]
   function q.join()
     if unfinished == 0 then return end
-    joiners:wait(nil, nil, "Queue:join")
+    joiners:wait(nil, nil, reasons.join, q)
   end
 
   -- q:shutdown([immediate]): put/put_nowait raise QueueShutDown from now on; waiting putters

@@ -113,7 +113,7 @@ local function establish(o, on_lost, pubsub)
   local s, msg, code = limited(o.timeout, "connect " .. o.target, open_stream, o)
   if not s then return nil, msg, code end
   if not o.path then s:set_nodelay(true) end
-  local c = C.conn()
+  local c = C.conn(o.target)
   local lost_once = false
   local function lost(m, k)
     if lost_once then return end
@@ -124,7 +124,7 @@ local function establish(o, on_lost, pubsub)
   end
   if not pubsub then
     local take, write = c.take_output, s.write
-    spawn(function()
+    local writer = spawn(function()
       while true do
         local data = take(c)
         if not data then return end
@@ -132,6 +132,7 @@ local function establish(o, on_lost, pubsub)
         if not ok then return lost(m, k) end
       end
     end)
+    writer.name = "redis writer"
   end
   local feed, read = c.feed, s.read
   local reader = spawn(function()
@@ -156,6 +157,7 @@ local function establish(o, on_lost, pubsub)
       end
     end
   end)
+  reader.name = "redis reader"
   local ok
   if not pubsub then
     ok, msg, code = limited(o.timeout, "redis " .. o.target .. " handshake", handshake, c, o)

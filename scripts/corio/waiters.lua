@@ -86,15 +86,16 @@ function W.woken(f)
 end
 local woken = W.woken
 
--- w:wait([on_handoff, arg, reason]) -> the value the waker gave [suspends]. `reason` (a
--- constant string such as "Queue:get") is what corio.ps() shows for the waiting task. If the
--- wait ends in an
+-- w:wait([on_handoff, arg, reason, obj]) -> the value the waker gave [suspends]. `reason` (a
+-- constant string such as "Queue:get") is what corio.ps() shows for the waiting task; if
+-- obj's metatable has __reason(obj, reason), corio.ps() shows what that returns instead
+-- (`Queue:get (queue "jobs", 0 items)`), computed only when asked. If the wait ends in an
 -- error (cancellation, a timeout, a deadlock at top level), a waiter that had already been
 -- woken with a true value calls on_handoff(arg) to pass on what it was promised (an item, a
 -- slot, the lock); one not woken yet gives its place up. Then the error is re-raised.
-function Waiters:wait(on_handoff, arg, reason)
+function Waiters:wait(on_handoff, arg, reason, obj)
   local f = self:add()
-  local ok, why = pcall(f.await, f, reason)
+  local ok, why = pcall(f.await, f, reason, obj)
   if not ok then
     if woken(f) then
       if on_handoff and f:result() then on_handoff(arg) end

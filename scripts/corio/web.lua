@@ -985,7 +985,7 @@ function Application:listen(opts)
     -- The requests the server refused itself (callbacks run no Lua: they are kept in C and
     -- logged from here, as they come). The task ends when the server closes.
     local next_refusal = C.next_refusal
-    corio.spawn(function()
+    local logger = corio.spawn(function()
       while true do
         local status, line, remote, bytes, http11 = next_refusal(h)
         if not status then return end
@@ -993,6 +993,7 @@ function Application:listen(opts)
                  or "-", status, bytes)
       end
     end)
+    logger.name = "web access log"
   end
   return setmetatable({_h = h, port = h:port(), host = o.host or "127.0.0.1",
                        _sessions = o._sessions, _app = self, _opts = o}, Server)
