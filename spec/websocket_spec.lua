@@ -507,7 +507,8 @@ describe("corio.websocket", function()
     it("refuses unknown client options", function()
       corio.run(function()
         assert.has_error(function() http.websocket("ws://127.0.0.1:1/", {compres = true}) end,
-                         'websocket: unknown option "compres"')
+                         'http.websocket: unknown option "compres" (accepted: compress, '
+                         .. 'headers, max_message, ping_interval, ping_timeout, protocols, timeout)')
       end)
     end)
   end)

@@ -664,7 +664,15 @@ M.version = engine.version
 --                 ping_interval =, ping_timeout =, compress =}]) -> ws | nil, msg, code  [suspends]
 -- A WebSocket client on a corio.net stream (not libcurl); ws is the object corio.web's
 -- app:websocket hands its handler (corio.websocket).
+local WEBSOCKET_KNOWN = {headers = true, protocols = true, timeout = true, max_message = true,
+                         ping_interval = true, ping_timeout = true, compress = true}
 function M.websocket(url, opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then argerror("websocket", "options must be a table", 2) end
+    for k in pairs(opts) do
+      if not WEBSOCKET_KNOWN[k] then argerror("websocket", unknown_option(k, WEBSOCKET_KNOWN), 2) end
+    end
+  end
   return require("corio.websocket").connect(url, opts)
 end
 

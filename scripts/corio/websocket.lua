@@ -369,9 +369,6 @@ end
 
 -- ---- the client -------------------------------------------------------------------------
 
-local CONNECT_OPTIONS = {headers = true, protocols = true, timeout = true, max_message = true,
-                         ping_interval = true, ping_timeout = true, compress = true}
-
 -- The server's answer to our permessage-deflate offer: acceptable if it is that extension
 -- alone, with parameters we can honour. Our inflater has a 32 KiB window, so any
 -- server_max_window_bits will do; client_max_window_bits was not offered (we deflate with a
@@ -416,10 +413,6 @@ M.split_tokens = split_tokens
 function M.connect(url, opts)
   if type(url) ~= "string" then error("websocket: url must be a string", 2) end
   opts = opts or {}
-  if type(opts) ~= "table" then error("websocket: options must be a table", 2) end
-  for k in pairs(opts) do
-    if not CONNECT_OPTIONS[k] then error(format("websocket: unknown option %q", tostring(k)), 2) end
-  end
   local scheme, rest = url:match("^(%a+)://(.*)$")
   scheme = scheme and lower(scheme)
   if scheme ~= "ws" then
