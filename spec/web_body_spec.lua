@@ -8,17 +8,9 @@ local tcp = require "corio._tcp"
 local W = require "web_support"
 local S = require "support"
 
+-- W.serve, with fn(port, server)
 local function serve(setup, opts, fn)
-  return corio.run(function()
-    local app = web.Application()
-    setup(app)
-    opts = opts or {}
-    opts.port = 0
-    local server = assert(app:listen(opts))
-    local ok, err = pcall(fn, server.port, server)
-    server:shutdown(1)
-    if not ok then error(err, 0) end
-  end)
+  return W.serve(setup, opts, function(_, port, server) return fn(port, server) end)
 end
 
 local PATTERN = "0123456789abcdef"

@@ -5,18 +5,7 @@ local web = require "corio.web"
 local json = require "corio.json"
 local W = require "web_support"
 
-local function serve(setup, opts, fn)
-  return corio.run(function()
-    local app = web.Application()
-    setup(app)
-    opts = opts or {}
-    opts.port = 0
-    local server = assert(app:listen(opts))
-    local ok, err = pcall(fn, "http://127.0.0.1:" .. server.port, server.port, server)
-    server:shutdown(1)
-    if not ok then error(err, 0) end
-  end)
-end
+local serve = W.serve
 
 local function get(port, req)
   return W.parse((W.raw(port, req)))[1]

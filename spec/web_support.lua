@@ -102,4 +102,20 @@ function W.curl(args, timeout)
   return W.sh("curl -s --max-time 15 " .. args, timeout)
 end
 
+-- Serve an app on 127.0.0.1, port 0: setup(app) adds its routes, opts are listen's; then
+-- fn(base_url, port, server) runs, and the server shuts down (grace 1 s) whatever fn did.
+function W.serve(setup, opts, fn)
+  local web = require "corio.web"
+  return corio.run(function()
+    local app = web.Application()
+    setup(app)
+    opts = opts or {}
+    opts.port = 0
+    local server = assert(app:listen(opts))
+    local ok, err = pcall(fn, "http://127.0.0.1:" .. server.port, server.port, server)
+    server:shutdown(1)
+    if not ok then error(err, 0) end
+  end)
+end
+
 return W
