@@ -1,5 +1,5 @@
-/* corio.net's private header: what its files (stream.c, net.c, udp.c, dns.c, stdio.c) share
- * beyond the stream API of stream.h. */
+/* corio.net's private header: what its files (stream.c, stream_addr.c, net.c, udp.c, dns.c)
+ * share beyond the stream API of stream.h. */
 #ifndef CORIO_NET_NET_H
 #define CORIO_NET_NET_H
 

@@ -1,7 +1,7 @@
 /* Streams: buffered reads and backpressured writes over a libuv stream or a regular file; the
  * class corio.net.Stream (methods read, read_exactly, read_until, read_line, write, drain,
  * close_write, close, abort, set_nodelay, set_keepalive; fields peer, sockname, limit).
- * The C API other bindings use is stream.h.
+ * The C API other bindings use is stream.h; addresses and connecting are stream_addr.c.
  *
  * Reading: once a task has asked for data, the stream keeps reading into its own buffer until
  * the buffer holds twice the limit (then it pauses, which is the TCP window's backpressure).
@@ -16,46 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "stream.h"
-#include "net.h"
+#include "stream_record.h"
 
 #define DEFAULT_LIMIT 65536
 #define DEFAULT_HIGH 65536
 #define SCRATCH 65536
-
-struct corio_stream {
-  corio_handle base; /* first: the box machinery frees the record through it */
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_tty_t tty;
-    uv_idle_t idle; /* CORIO_STREAM_FILE: a handle for the box machinery only */
-  } u;
-  union { /* a connect comes before any shutdown */
-    uv_connect_t connect;
-    uv_shutdown_t shutdown;
-  } req;
-  corio_runtime *rt;
-  corio_stream_kind kind;
-  corio_waiter rd, wr;
-  char *buf; /* buffered input: buf[off .. off+len) */
-  size_t off, len, cap;
-  size_t scan;  /* read_until: bytes after off already searched for the separator */
-  size_t limit; /* read_until's limit; reading pauses at 2*limit buffered */
-  size_t need;  /* a waiting reader wants this many buffered bytes (0: any) */
-  size_t queued, high; /* bytes in unfinished write requests; the high-water mark */
-  size_t wake_at;      /* a waiting writer wakes when queued <= wake_at */
-  int rerr;            /* UV_EOF or a read error: the reading side has ended */
-  int werr;            /* the first write error: later writes fail with it */
-  unsigned reading : 1, shut : 1, closing : 1, fs_busy : 1, connected : 1;
-  int fd;          /* CORIO_STREAM_FILE: the descriptor */
-  int saved_fd;    /* corio__stream_restore_flags: the descriptor, or -1 */
-  int saved_flags;
-  uv_fs_t *fs;     /* CORIO_STREAM_FILE: the read request, while one runs */
-  char name[112];
-};
 
 typedef struct wreq {
   uv_write_t req;
@@ -714,29 +679,6 @@ static int stream_set_limit(lua_State *L) {
   return 0;
 }
 
-static void push_name(lua_State *L, corio_stream *s, int peer) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  if (s->kind == CORIO_STREAM_TCP) {
-    int r = peer ? uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len)
-                 : uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len);
-    if (r == 0) {
-      corio__net_push_addr(L, (struct sockaddr *)&ss, 1);
-      return;
-    }
-  } else if (s->kind == CORIO_STREAM_PIPE) {
-    char path[256];
-    size_t n = sizeof path;
-    int r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &n)
-                 : uv_pipe_getsockname(&s->u.pipe, path, &n);
-    if (r == 0) {
-      lua_pushlstring(L, path, n);
-      return;
-    }
-  }
-  lua_pushnil(L);
-}
-
 /* s.peer, s.sockname ("host:port", "[v6]:port" or a socket path; nil when unknown), s.limit,
  * s.closed; then the methods. */
 static int stream_index(lua_State *L) {
@@ -744,8 +686,8 @@ static int stream_index(lua_State *L) {
   corio_stream *s = (corio_stream *)b->h;
   const char *k = lua_tostring(L, 2);
   if (k && s && !s->closing) {
-    if (strcmp(k, "peer") == 0) return push_name(L, s, 1), 1;
-    if (strcmp(k, "sockname") == 0) return push_name(L, s, 0), 1;
+    if (strcmp(k, "peer") == 0) return corio__stream_push_name(L, s, 1), 1;
+    if (strcmp(k, "sockname") == 0) return corio__stream_push_name(L, s, 0), 1;
     if (strcmp(k, "limit") == 0) return lua_pushinteger(L, (lua_Integer)s->limit), 1;
     if (strcmp(k, "name") == 0) return lua_pushstring(L, s->name), 1;
   }
@@ -760,50 +702,6 @@ static int stream_tostring(lua_State *L) {
   if (s && !s->closing) lua_pushfstring(L, "corio.net.Stream (%s)", s->name);
   else lua_pushliteral(L, "corio.net.Stream (closed)");
   return 1;
-}
-
-/* ---- connecting (used by net.c) ------------------------------------------------------------- */
-
-static void connect_cb(uv_connect_t *req, int status) {
-  corio_stream *s = container_of(req, corio_stream, req.connect);
-  if (status == 0) s->connected = 1;
-  if (s->wr.task) corio__waiter_wake(s->rt, &s->wr, status);
-}
-
-static void connect_cancel(lua_State *L, corio_waiter *w) {
-  (void)L;
-  corio__stream_close(container_of(w, corio_stream, wr), 1); /* connect_cb: ECANCELED */
-}
-
-static int connect_k(lua_State *L, int status, lua_KContext ctx) {
-  corio_stream *s = tostream(L, -1);
-  (void)status;
-  (void)ctx;
-  int err = !s ? UV_ECANCELED : s->wr.status;
-  if (s && s->closing && err == 0) err = UV_ECANCELED;
-  if (err < 0) {
-    char target[112];
-    snprintf(target, sizeof target, "%s", s ? s->name : "?");
-    corio__stream_close(s, 1);
-    return corio__fail(L, "connect", target, err);
-  }
-  return 1;
-}
-
-int corio__stream_connect(lua_State *L, corio_stream *s, const struct sockaddr *addr,
-                          const char *path) {
-  s->connected = 0;
-  if (path) {
-    uv_pipe_connect(&s->req.connect, &s->u.pipe, path, connect_cb);
-  } else {
-    int r = uv_tcp_connect(&s->req.connect, &s->u.tcp, addr, connect_cb);
-    if (r < 0) {
-      corio__stream_close(s, 1);
-      return corio__fail(L, "connect", s->name, r);
-    }
-  }
-  s->wr.on_cancel = connect_cancel;
-  return corio__waiter_await(L, &s->wr, "connect", connect_k, 0);
 }
 
 /* ---- registration -------------------------------------------------------------------------- */
