@@ -202,7 +202,7 @@ static int make_pipe(uv_pipe_t *p, int for_stdin, int *child) {
   uv_file fds[2];
   int err;
   if (for_stdin) err = uv_socketpair(SOCK_STREAM, 0, fds, UV_NONBLOCK_PIPE, 0);
-  else err = uv_pipe(fds, UV_NONBLOCK_PIPE, 0); /* [0] is the read end: ours */
+  else err = uv_pipe(fds, 0, 0); /* [0], the read end, is ours (uv_pipe_open makes it O_NONBLOCK) */
   if (err) return err;
   int ours = above_stdio(fds[0]);
   *child = above_stdio(fds[1]);
@@ -236,7 +236,8 @@ static int prepare(const spawn_req *q, int fd[3], int own[3]) {
     fd[i] = src;
   }
   for (int i = 0; i < 3 && !err; i++) {
-    if (q->mode[i] == IO_PIPE && (err = make_pipe(q->pipe[i], i == 0, &own[i])) == 0) fd[i] = own[i];
+    if (q->mode[i] == IO_PIPE && (err = make_pipe(q->pipe[i], i == 0, &own[i])) == 0)
+      fd[i] = own[i];
     if (q->mode[i] == IO_STDOUT && q->mode[1] == IO_PIPE) fd[i] = own[1];
   }
   if (err)
