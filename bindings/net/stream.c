@@ -20,7 +20,8 @@
 
 #define DEFAULT_LIMIT 65536
 #define DEFAULT_HIGH 65536
-#define SCRATCH 65536
+#define SCRATCH 131072 /* a read block: twice the default limit, the read-ahead of a stream */
+#define MIN_ROOM 16384 /* a read goes on into the block in use while this much is free */
 
 typedef struct wreq {
   uv_write_t req;
@@ -104,6 +105,7 @@ corio_stream *corio__stream_new(lua_State *L, corio_stream_kind kind, int arg, i
   if (kind == CORIO_STREAM_FILE) s->u.file.fd = arg;
   s->saved_fd = -1;
   s->connected = 1;
+  s->chatty = 1; /* most conversations start small: a block comes with the first large read */
   s->n.name = DEFAULT_NAME;
   corio__box_attach(b, &s->base, &s->u.handle, stream_closed);
   *err = 0;
@@ -227,12 +229,12 @@ static int reserve(corio_stream *s, size_t n) {
     s->off = 0;
     return 0;
   }
-  if (s->len == 0 && n <= SCRATCH) {
-    char *b = take_block();
+  if (s->len == 0) { /* a block for a read, or a buffer of the size of the bytes to keep */
+    char *b = n == SCRATCH ? take_block() : malloc(n);
     if (!b) return UV_ENOBUFS;
     release_block(s->buf, s->cap);
     s->buf = b;
-    s->cap = SCRATCH;
+    s->cap = n;
     s->off = 0;
     return 0;
   }
@@ -275,10 +277,11 @@ static void on_input(corio_stream *s) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   corio_stream *s = container_of(h, corio_stream, u.handle);
   (void)suggested;
-  /* Read straight into the stream's buffer (grown to 64 KiB free); if that fails, into the
-   * scratch block, whose bytes read_cb copies. read_cb gives an empty buffer back, so an idle
-   * connection holds none. */
-  if (reserve(s, SCRATCH) == 0)
+  /* Read straight into the stream's buffer (a block, or grown); after a small read, or if
+   * that fails, into the scratch block, whose bytes read_cb copies into a buffer of their size
+   * (cheaper for a chatty connection than a whole block per message). read_cb gives an empty
+   * buffer back, so an idle connection holds none. */
+  if ((s->len > 0 || !s->chatty) && reserve(s, s->len > 0 ? MIN_ROOM : SCRATCH) == 0)
     *buf = uv_buf_init(s->buf + s->off + s->len, (unsigned)(s->cap - s->off - s->len));
   else
     *buf = uv_buf_init(scratch, SCRATCH);
@@ -287,6 +290,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   corio_stream *s = container_of(st, corio_stream, u.stream);
   if (nread > 0) {
+    s->chatty = nread <= SMALL_READ;
     if (buf->base == scratch) {
       if (reserve(s, (size_t)nread) != 0) {
         nread = UV_ENOBUFS;
@@ -735,6 +739,8 @@ static int stream_set_limit(lua_State *L) {
 static int stream_index(lua_State *L) {
   corio_box *b = luaL_checkudata(L, 1, CORIO_STREAM);
   corio_stream *s = (corio_stream *)b->h;
+  lua_pushvalue(L, 2); /* the methods first: s:read() and s:write() are the hot path */
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
   const char *k = lua_tostring(L, 2);
   if (k && s && !s->closing) {
     if (strcmp(k, "peer") == 0) return corio__stream_push_name(L, s, 1), 1;
@@ -743,8 +749,7 @@ static int stream_index(lua_State *L) {
     if (strcmp(k, "name") == 0) return lua_pushstring(L, sname(s)), 1;
   }
   if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, !s || s->closing), 1;
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
+  lua_pushnil(L);
   return 1;
 }
 

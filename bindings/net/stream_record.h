@@ -28,7 +28,8 @@ struct corio_stream {
   unsigned draining : 1;    /* the waiting writer wakes when nothing is queued, not half */
   unsigned nonblocking : 1; /* corio__stream_restore_flags: O_NONBLOCK was set */
   unsigned peer4 : 1;       /* the name is `ip4`: an accepted IPv4 connection's peer */
-  signed saved_fd : 22;     /* corio__stream_restore_flags: the descriptor, or -1 */
+  unsigned chatty : 1;      /* the last read was small: read the next into the scratch block */
+  signed saved_fd : 21;     /* corio__stream_restore_flags: the descriptor, or -1 */
   union {                   /* for messages: see corio__stream_name */
     const char *name;       /* "stream", or a copy owned by the record */
     struct {                /* peer4: its address and port, formatted only when a message needs */
