@@ -20,8 +20,7 @@
 
 #define DEFAULT_LIMIT 65536
 #define DEFAULT_HIGH 65536
-#define SCRATCH 131072 /* a read block: twice the default limit, the read-ahead of a stream */
-#define MIN_ROOM 16384 /* a read goes on into the block in use while this much is free */
+#define SCRATCH 65536
 
 typedef struct wreq {
   uv_write_t req;
@@ -43,13 +42,11 @@ static void restore_flags(corio_stream *s) {
 
 static const char DEFAULT_NAME[] = "stream";
 
-static void release_block(char *b, size_t cap);
-
 static void stream_closed(corio_handle *h) {
   corio_stream *s = (corio_stream *)h;
   restore_flags(s);
   if (s->kind == CORIO_STREAM_FILE) free(s->u.file.fs); /* no read runs: see really_close */
-  release_block(s->buf, s->cap);
+  free(s->buf);
   s->buf = NULL;
   if (!s->peer4 && s->n.name != DEFAULT_NAME) free((char *)s->n.name);
   s->peer4 = 0;
@@ -194,29 +191,19 @@ static corio_stream *tostream(lua_State *L, int idx) {
 }
 
 /* ---- the input buffer ----------------------------------------------------------------------
- * A stream reads into a block of SCRATCH bytes taken when a read begins on an empty buffer and
- * given back when the buffer empties again: an idle connection holds none. Blocks come from a
- * few spares per thread rather than malloc: a 64 KiB malloc and free per message made glibc
- * grow and trim its heap (brk) each time. A read that brought only a few bytes nobody is waiting
- * for moves them to a block of their size: data left for a later read holds no whole block. */
+ * A stream reads straight into its buffer, grown to SCRATCH free bytes (as libuv suggests),
+ * and frees the buffer once a reader has emptied it: an idle connection holds none. After a
+ * small read (a chatty connection: a request, a line, a child's short output) the next read
+ * goes into the thread's scratch block instead and only its bytes are kept, in a buffer of
+ * their size: no 64 KiB malloc and free per message, which made glibc grow and trim its heap
+ * (brk) twice per message. A large read switches the stream back to reading in place, which a
+ * bulk transfer needs: a block kept and reused was slower there (measured: the reader falls
+ * behind, and the socket's backlog is copied out of cache). */
 
-#define SPARES 4
 #define SMALL_READ 512
 
-static _Thread_local char *spares[SPARES];
-static _Thread_local int nspares;
-
-static char *take_block(void) {
-  return nspares > 0 ? spares[--nspares] : malloc(SCRATCH);
-}
-
-static void release_block(char *b, size_t cap) {
-  if (b && cap == SCRATCH && nspares < SPARES) spares[nspares++] = b;
-  else free(b);
-}
-
 static void drop_buffer(corio_stream *s) {
-  release_block(s->buf, s->cap);
+  free(s->buf);
   s->buf = NULL;
   s->off = s->cap = 0;
 }
@@ -229,21 +216,12 @@ static int reserve(corio_stream *s, size_t n) {
     s->off = 0;
     return 0;
   }
-  if (s->len == 0) { /* a block for a read, or a buffer of the size of the bytes to keep */
-    char *b = n == SCRATCH ? take_block() : malloc(n);
-    if (!b) return UV_ENOBUFS;
-    release_block(s->buf, s->cap);
-    s->buf = b;
-    s->cap = n;
-    s->off = 0;
-    return 0;
-  }
-  size_t cap = s->cap ? s->cap : 256;
+  size_t cap = s->len == 0 && n < SCRATCH ? n : s->cap ? s->cap : 256; /* exact for kept bytes */
   while (cap < s->len + n) cap *= 2;
   char *p = malloc(cap);
   if (!p) return UV_ENOBUFS;
   if (s->len) memcpy(p, s->buf + s->off, s->len);
-  release_block(s->buf, s->cap);
+  free(s->buf);
   s->buf = p;
   s->cap = cap;
   s->off = 0;
@@ -277,11 +255,10 @@ static void on_input(corio_stream *s) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   corio_stream *s = container_of(h, corio_stream, u.handle);
   (void)suggested;
-  /* Read straight into the stream's buffer (a block, or grown); after a small read, or if
-   * that fails, into the scratch block, whose bytes read_cb copies into a buffer of their size
-   * (cheaper for a chatty connection than a whole block per message). read_cb gives an empty
-   * buffer back, so an idle connection holds none. */
-  if ((s->len > 0 || !s->chatty) && reserve(s, s->len > 0 ? MIN_ROOM : SCRATCH) == 0)
+  /* Read straight into the stream's buffer (grown to 64 KiB free); after a small read, or if
+   * that fails, into the scratch block, whose bytes read_cb copies into a buffer of their size.
+   * read_cb frees an empty buffer, so an idle connection holds none. */
+  if ((s->len > 0 || !s->chatty) && reserve(s, SCRATCH) == 0)
     *buf = uv_buf_init(s->buf + s->off + s->len, (unsigned)(s->cap - s->off - s->len));
   else
     *buf = uv_buf_init(scratch, SCRATCH);
@@ -300,17 +277,6 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       }
     } else {
       s->len += (size_t)nread;
-      /* A few bytes in a whole block, which no reader is about to take: keep only them. */
-      if (s->len == (size_t)nread && s->len <= SMALL_READ && !(s->rd.task && s->len >= s->need)) {
-        char *small = malloc(s->len);
-        if (small) {
-          memcpy(small, s->buf + s->off, s->len);
-          release_block(s->buf, s->cap);
-          s->buf = small;
-          s->off = 0;
-          s->cap = s->len;
-        }
-      }
     }
   }
   if (s->len == 0 && s->buf) drop_buffer(s); /* nothing came (EAGAIN, the end, an error) */
