@@ -1,6 +1,7 @@
 /* The corio command: a drop-in for `lua` (same options, `arg` table, messages and exit codes)
  * whose scripts can also use corio. The whole command runs inside one protected call; after
  * the script the loop runs until no task is left. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +474,14 @@ static void on_task_error(void *ud, const char *msg) {
 
 int main(int argc, char **argv) {
   if (argv[0] && argv[0][0]) progname = argv[0];
+  /* glibc moves its mmap and trim thresholds as a program runs. Then a stream of ~128 KiB
+   * blocks (a bulk transfer's reads, and the strings they become) lands at the top of the heap,
+   * which free() trims and the next malloc faults back in page by page: 20,000-140,000 page
+   * faults per GiB received, a third of the reader's CPU (bench/net/bulk.sh). Fixed thresholds
+   * keep those blocks; host/alloc.c still gives memory back with malloc_trim after a burst.
+   * The command only: a program that embeds corio has its own malloc policy. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 4 << 20);
   corio_runtime *rt = corio_open(NULL);
   if (!rt) {
     message(progname, "cannot create state: not enough memory");
