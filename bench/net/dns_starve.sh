@@ -22,12 +22,16 @@ printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:1\n' > "$DIR/resolv.con
 /usr/bin/python3 "$D/dns_blackhole.py" > "$DIR/bh.out" 2>&1 &
 BH=$!
 for _ in $(seq 50); do grep -q ready "$DIR/bh.out" && break; sleep 0.1; done
-jail() { unshare -m sh -c "mount --bind '$DIR/resolv.conf' /etc/resolv.conf && exec \"\$@\"" jail "$@"; }
+# run a command with our resolv.conf over /etc/resolv.conf, in a mount namespace of its own
+jail() {
+  unshare -m sh -c "mount --bind '$DIR/resolv.conf' /etc/resolv.conf && exec \"\$@\"" jail "$@"
+}
+F="$DIR/files"
 for i in $(seq "$ROUNDS"); do
-  echo "corio $(jail "$CORIO" "$D/dns_starve.lua" "$DIR/files" "$LOOKUPS")" | tee -a "$DIR/out"
-  echo "corio16 $(UV_THREADPOOL_SIZE=16 jail "$CORIO" "$D/dns_starve.lua" "$DIR/files" "$LOOKUPS")" \
+  echo "corio $(jail "$CORIO" "$D/dns_starve.lua" "$F" "$LOOKUPS")" | tee -a "$DIR/out"
+  echo "corio16 $(UV_THREADPOOL_SIZE=16 jail "$CORIO" "$D/dns_starve.lua" "$F" "$LOOKUPS")" \
     | tee -a "$DIR/out"
-  echo "node $(jail node "$D/dns_starve.js" "$DIR/files" "$LOOKUPS")" | tee -a "$DIR/out"
+  echo "node $(jail node "$D/dns_starve.js" "$F" "$LOOKUPS")" | tee -a "$DIR/out"
 done
 /usr/bin/python3 - "$DIR/out" <<'PY'
 import sys, statistics
