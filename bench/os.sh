@@ -4,10 +4,11 @@
 set -e
 R=${1:-7}
 CORIO=${CORIO:-build/corio}
+PY=${PY:-/usr/bin/python3}
 cc -O2 -o /tmp/corio_spawn_floor bench/spawn_floor.c
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-python3 -c "
+$PY -c "
 import os
 b = os.urandom(4096)
 for i in range(1, 10001):
@@ -17,12 +18,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 : >"$DIR.rf.corio"; : >"$DIR.rf.corio16"; : >"$DIR.rf.py"; : >"$DIR.rf.node"
 for i in $(seq "$R"); do
   $CORIO bench/spawn_echo.lua >>"$DIR.sp.corio"
-  python3 bench/spawn_echo.py >>"$DIR.sp.py"
+  $PY bench/spawn_echo.py >>"$DIR.sp.py"
   node bench/spawn_echo.js >>"$DIR.sp.node"
   /tmp/corio_spawn_floor >>"$DIR.sp.c"
   $CORIO bench/read_files.lua "$DIR" >>"$DIR.rf.corio"
   UV_THREADPOOL_SIZE=16 $CORIO bench/read_files.lua "$DIR" >>"$DIR.rf.corio16"
-  python3 bench/read_files.py "$DIR" >>"$DIR.rf.py"
+  $PY bench/read_files.py "$DIR" >>"$DIR.rf.py"
   node bench/read_files.js "$DIR" >>"$DIR.rf.node"
 done
 sp_corio=$(median <"$DIR.sp.corio"); sp_py=$(median <"$DIR.sp.py")

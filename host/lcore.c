@@ -214,6 +214,18 @@ static int is_callable(lua_State *L, int idx) {
   return 1;
 }
 
+/* corio.core._spawn_owning(fn, x, ...) -> Task: fn(x, ...), x closed (its __close) when the
+ * task ends, however it ends */
+static int l_spawn_owning(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (luaL_getmetafield(L, 2, "__close") == LUA_TNIL) luaL_argerror(L, 2, "no __close");
+  lua_pop(L, 1);
+  corio_task *t = corio__spawn(L, 1, lua_gettop(L) - 1);
+  lua_pushcfunction(t->co, corio__task_entry_owning); /* its coroutine has not started */
+  lua_replace(t->co, 1);
+  return 1;
+}
+
 /* corio.spawn(fn, ...) -> Task
  * corio.spawn({fn, a1, a2, ..., priority = p, name = s}, ...) -> Task: fn(a1, a2, ..., ...)
  * (see run_ready in sched.c for the priority rule) */
@@ -463,6 +475,7 @@ static const luaL_Reg task_methods[] = {
 
 static const luaL_Reg core_funcs[] = {
   {"spawn", l_spawn},
+  {"_spawn_owning", l_spawn_owning},
   {"Future", l_future},
   {"current_task", l_current_task},
   {"all_tasks", l_all_tasks},

@@ -148,7 +148,7 @@ void corio__finish(lua_State *L, int tidx, corio_task *t, int outcome) {
 
 /* The body's message handler: runs where the error was raised, before anything unwinds, and
  * keeps the traceback there (a cancellation is no failure: none is taken). */
-static int task_msgh(lua_State *co) {
+int corio__task_msgh(lua_State *co) {
   corio_task *t = corio__rt(co)->current;
   if (t && !(t->flags & CORIO_F_MAIN) && t->anchor != LUA_NOREF && !corio__is_cancelled(co, 1) &&
       lua_checkstack(co, 4)) {
@@ -178,7 +178,7 @@ static int task_entry_k(lua_State *co, int status, lua_KContext ctx) {
 
 int corio__task_entry(lua_State *co) {
   int nargs = lua_gettop(co) - 1; /* body args... */
-  lua_pushcfunction(co, task_msgh);
+  lua_pushcfunction(co, corio__task_msgh);
   lua_insert(co, 1);
   return task_entry_k(co, lua_pcallk(co, nargs, LUA_MULTRET, 1, 0, task_entry_k), 0);
 }

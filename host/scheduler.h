@@ -67,6 +67,9 @@ void corio__sched_open(lua_State *L); /* the done-callback queue of a new state 
 /* The function every task's coroutine starts in: runs the body (entry's first argument) under
  * a yieldable protected call, so that <close> handlers and cleanup may await. */
 int corio__task_entry(lua_State *co);
+int corio__task_msgh(lua_State *co); /* the body's message handler: keeps the traceback */
+/* task.c: the entry of a task that owns its first argument (corio.core._spawn_owning) */
+int corio__task_entry_owning(lua_State *co);
 /* The future at idx is cancelled (finishes with Cancelled). */
 void corio__cancel_future_at(lua_State *L, int idx, corio_task *f);
 /* Cancel the top-level code's pending await (the main pseudo-task): 1 if requested. */

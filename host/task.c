@@ -95,6 +95,27 @@ corio_task *corio__spawn(lua_State *L, int fidx, int nargs) {
   return t;
 }
 
+/* A task that owns its first argument (corio.core._spawn_owning): its entry holds the value
+ * to-be-closed in its own frame, below the body's protected call, so the value is closed when
+ * the task ends however it ends (returned: here; failed or cancelled: when the thread is
+ * reset), and the body runs with no wrapper frame of its own. net.serve's connection: the
+ * stream closes with its handler, and an idle connection pays no Lua frame for a <close>. */
+static int entry_owning_k(lua_State *co, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status == LUA_ERRMEM) corio__rt(co)->nomem++; /* as corio__task_entry's continuation */
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(co);
+  return lua_gettop(co) - 2; /* the body's results, above the owned value and the handler */
+}
+
+int corio__task_entry_owning(lua_State *co) {
+  int nargs = lua_gettop(co) - 1; /* body owned args... */
+  lua_pushvalue(co, 2);
+  lua_pushcfunction(co, corio__task_msgh);
+  lua_rotate(co, 1, 2); /* owned msgh body owned args... */
+  lua_toclose(co, 1);
+  return entry_owning_k(co, lua_pcallk(co, nargs, LUA_MULTRET, 2, 0, entry_owning_k), 0);
+}
+
 corio_task *corio__new_future(lua_State *L) {
   corio_task *t = new_record(L, corio__rt(L));
   t->flags = CORIO_F_FUTURE;

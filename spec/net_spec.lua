@@ -273,6 +273,50 @@ describe("corio.net", function()
       end)
     end)
 
+    it("a connection is named by its peer and closes with its handler, however it ends", function()
+      run(function()
+        local seen, gate = {}, corio.Event()
+        local srv = assert(net.serve(function(s)
+          local how = s:read_line()
+          seen[#seen + 1] = {tostring(s), s.name}
+          if how == "error" then error("on purpose") end
+          if how == "wait" then gate:wait() end
+          if how == "early" then s:close(); gate:wait() end
+        end))
+        local function client(how)
+          local c = assert(net.connect("127.0.0.1", srv.port))
+          c:write(how .. "\n")
+          return c
+        end
+        local a = client("return")
+        assert.is_nil(a:read())                   -- closed when the handler returned
+        assert.equal("corio.net.Stream (" .. a.sockname .. ")", seen[1][1])
+        assert.equal(a.sockname, seen[1][2])
+        local b = client("error")
+        assert.is_nil(b:read())                   -- ... or failed
+        local failed
+        for _, t in pairs(srv._clients) do
+          if t:done() and not t:cancelled() and t:error() then failed = t end
+        end
+        assert.truthy(tostring(failed:error()):find("on purpose"))
+        local c, d = client("wait"), client("early")
+        assert.is_nil(d:read())                   -- the handler closed it and still runs
+        while #seen < 4 do corio.sleep(0.001) end
+        assert.equal(1, srv:clients())            -- open connections: c's
+        srv:close()
+        local waiting = corio.spawn(function() return srv:wait_closed() end)
+        corio.sleep(0.01)
+        assert.is_false(waiting:done())           -- d's handler has not finished
+        for _, t in pairs(srv._clients) do
+          if not t:done() then t:cancel() end     -- cancelled: c's stream closes too
+        end
+        assert.is_true(waiting:await())
+        assert.is_nil(c:read())
+        assert.equal(0, srv:clients())
+        for _, x in ipairs {a, b, c, d} do x:close() end
+      end)
+    end)
+
     it("serves 1,000 concurrent connections", function()
       run(function()
         local srv = echo_server{backlog = 1024}

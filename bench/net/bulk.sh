@@ -4,7 +4,9 @@
 ROUNDS=${1:-5}; MIB=${2:-1024}
 CORIO=${CORIO:-build/corio}
 D=$(dirname "$0")
-PORT=39300
+# Below the ephemeral range (32768-60999): a port there may be held by some client's socket,
+# and the listen fails. The offset keeps two runs of these scripts apart.
+PORT=$((20000 + $$ % 400 * 25))
 OUT=$(mktemp)
 run() {
   PORT=$((PORT + 1))

@@ -8,7 +8,9 @@ ROUNDS=${1:-3}; SECS=${2:-10}; CONNS=${3:-100}
 CORIO=${CORIO:-build/corio}
 PY=/usr/bin/python3
 D=$(dirname "$0")
-PORT=39100
+# Below the ephemeral range (32768-60999): a port there may be held by some client's socket,
+# and the listen fails. The offset keeps two runs of these scripts apart.
+PORT=$((20000 + $$ % 400 * 25))
 OUT=$(mktemp)
 run() { # name, server command, client command
   PORT=$((PORT + 1))

@@ -6,7 +6,9 @@ ROUNDS=${1:-3}; N=${2:-10000}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 CORIO=${CORIO:-build/corio}
 D=$(dirname "$0")
-PORT=39400
+# Below the ephemeral range (32768-60999): a port there may be held by some client's socket,
+# and the listen fails. The offset keeps two runs of these scripts apart.
+PORT=$((20000 + $$ % 400 * 25))
 OUT=$(mktemp)
 rss() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 run() {

@@ -204,9 +204,12 @@ static int accept_result(lua_State *L, listener *l) {
   if (l->is_pipe) {
     corio__stream_set_name(s, l->name);
   } else {
-    lua_getfield(L, -1, "peer");
-    corio__stream_set_name(s, lua_isstring(L, -1) ? lua_tostring(L, -1) : "tcp");
-    lua_pop(L, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername((uv_tcp_t *)corio__stream_uv(s), (struct sockaddr *)&ss, &len) == 0)
+      corio__stream_name_peer(s, (struct sockaddr *)&ss);
+    else
+      corio__stream_set_name(s, "tcp");
   }
   return 1;
 }

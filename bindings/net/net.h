@@ -16,6 +16,9 @@ void corio__net_push_ip_port(lua_State *L, const struct sockaddr *sa);
 /* Restore fd's flags to `flags` at exit, should the stream never be closed. */
 void corio__net_at_exit(int fd, int flags);
 
+/* Name s after its peer, in messages (an accepted connection; stream_addr.c). */
+void corio__stream_name_peer(corio_stream *s, const struct sockaddr *peer);
+
 /* Connect s (a fresh TCP or pipe stream, on the top of the stack) to addr or path.
  * `return`s the stream or nil, msg, code  [suspends; cancelling closes the stream] */
 int corio__stream_connect(lua_State *L, corio_stream *s, const struct sockaddr *addr,

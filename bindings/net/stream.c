@@ -33,17 +33,24 @@ static _Thread_local char scratch[SCRATCH];
 /* ---- life cycle ---------------------------------------------------------------------------- */
 
 static void restore_flags(corio_stream *s) {
-  if (s->saved_fd >= 0) {
-    fcntl(s->saved_fd, F_SETFL, s->saved_flags);
+  if (s->saved_fd >= 0) { /* libuv changes only O_NONBLOCK: put it back as it was */
+    int fl = fcntl(s->saved_fd, F_GETFL);
+    if (fl >= 0) fcntl(s->saved_fd, F_SETFL, s->nonblocking ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
     s->saved_fd = -1;
   }
 }
 
+static const char DEFAULT_NAME[] = "stream";
+
 static void stream_closed(corio_handle *h) {
   corio_stream *s = (corio_stream *)h;
   restore_flags(s);
+  if (s->kind == CORIO_STREAM_FILE) free(s->u.file.fs); /* no read runs: see really_close */
   free(s->buf);
   s->buf = NULL;
+  if (!s->peer4 && s->n.name != DEFAULT_NAME) free((char *)s->n.name);
+  s->peer4 = 0;
+  s->n.name = DEFAULT_NAME;
 }
 
 uv_stream_t *corio__stream_uv(corio_stream *s) {
@@ -51,13 +58,30 @@ uv_stream_t *corio__stream_uv(corio_stream *s) {
 }
 
 void corio__stream_set_name(corio_stream *s, const char *name) {
-  snprintf(s->name, sizeof s->name, "%s", name);
+  size_t n = name ? strlen(name) + 1 : 0;
+  char *copy = name ? malloc(n) : (char *)DEFAULT_NAME;
+  if (!copy) return; /* no memory: messages keep the old name */
+  if (name) memcpy(copy, name, n);
+  if (!s->peer4 && s->n.name != DEFAULT_NAME) free((char *)s->n.name);
+  s->peer4 = 0;
+  s->n.name = copy;
+}
+
+/* The bytes of the record for a stream of this kind (see stream_record.h). The TTY and file
+ * kinds, rare, get the whole record. */
+static size_t record_size(corio_stream_kind kind) {
+  size_t head = offsetof(corio_stream, u);
+  switch (kind) {
+    case CORIO_STREAM_TCP: return head + sizeof(uv_tcp_t);
+    case CORIO_STREAM_PIPE: return head + sizeof(uv_pipe_t);
+    default: return sizeof(corio_stream);
+  }
 }
 
 corio_stream *corio__stream_new(lua_State *L, corio_stream_kind kind, int arg, int *err) {
   corio_runtime *rt = corio__rt(L);
   corio_box *b = corio__box_new(L, CORIO_STREAM);
-  corio_stream *s = calloc(1, sizeof *s);
+  corio_stream *s = calloc(1, record_size(kind));
   if (!s) corio__nomem(L);
   uv_loop_t *loop = corio__loop(rt);
   int r = 0;
@@ -65,7 +89,7 @@ corio_stream *corio__stream_new(lua_State *L, corio_stream_kind kind, int arg, i
     case CORIO_STREAM_TCP: r = uv_tcp_init_ex(loop, &s->u.tcp, (unsigned)arg); break;
     case CORIO_STREAM_PIPE: r = uv_pipe_init(loop, &s->u.pipe, arg); break;
     case CORIO_STREAM_TTY: r = uv_tty_init(loop, &s->u.tty, arg, arg == 0); break;
-    case CORIO_STREAM_FILE: r = uv_idle_init(loop, &s->u.idle); break;
+    case CORIO_STREAM_FILE: r = uv_idle_init(loop, &s->u.file.idle); break;
   }
   if (r < 0) {
     free(s);
@@ -75,13 +99,13 @@ corio_stream *corio__stream_new(lua_State *L, corio_stream_kind kind, int arg, i
   s->rt = rt;
   s->kind = kind;
   s->limit = DEFAULT_LIMIT;
-  s->high = DEFAULT_HIGH;
-  s->fd = kind == CORIO_STREAM_FILE ? arg : -1;
+  if (kind == CORIO_STREAM_FILE) s->u.file.fd = arg;
   s->saved_fd = -1;
   s->connected = 1;
+  s->chatty = 1; /* most conversations start small: a block comes with the first large read */
+  s->n.name = DEFAULT_NAME;
   s->rd.describe = corio__stream_describe_rd;
   s->wr.describe = corio__stream_describe_wr;
-  snprintf(s->name, sizeof s->name, "%s", "stream");
   corio__box_attach(b, &s->base, &s->u.handle, stream_closed);
   *err = 0;
   return s;
@@ -89,9 +113,9 @@ corio_stream *corio__stream_new(lua_State *L, corio_stream_kind kind, int arg, i
 
 void corio__stream_restore_flags(corio_stream *s, int fd) {
   int fl = fcntl(fd, F_GETFL);
-  if (fl < 0) return;
+  if (fl < 0 || fd >= 1 << 23) return; /* (saved_fd's bits) */
   s->saved_fd = fd;
-  s->saved_flags = fl;
+  s->nonblocking = (fl & O_NONBLOCK) != 0;
   corio__net_at_exit(fd, fl);
 }
 
@@ -107,9 +131,20 @@ static void really_close(corio_stream *s) {
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
-  corio_stream *s = container_of(req, corio_stream, req.shutdown);
-  if (status < 0 && !s->werr && status != UV_ECANCELED) s->werr = status;
+  corio_stream *s = req->data;
+  free(req);
+  if (status < 0 && !s->werr && status != UV_ECANCELED) s->werr = (int16_t)status;
   if (s->closing) really_close(s);
+}
+
+/* Start a shutdown (FIN after the queued data): 0 or a libuv error. */
+static int start_shutdown(corio_stream *s, uv_shutdown_cb cb) {
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req) return UV_ENOMEM;
+  req->data = s;
+  int r = uv_shutdown(req, &s->u.stream, cb);
+  if (r < 0) free(req);
+  return r;
 }
 
 static void set_linger0(corio_stream *s) {
@@ -131,7 +166,7 @@ void corio__stream_close(corio_stream *s, int abort) {
   } else if (s->queued > 0 && !s->shut && s->kind != CORIO_STREAM_FILE) {
     /* Graceful: the FIN goes after the queued data; the handle closes in shutdown_cb. */
     s->shut = 1;
-    if (uv_shutdown(&s->req.shutdown, &s->u.stream, shutdown_cb) == 0) return;
+    if (start_shutdown(s, shutdown_cb) == 0) return; /* else: close now, dropping the queue */
   } else if (s->queued > 0 && s->shut) {
     return; /* a close_write is pending: its callback closes */
   }
@@ -139,7 +174,7 @@ void corio__stream_close(corio_stream *s, int abort) {
 }
 
 void corio__stream_set_limit(corio_stream *s, size_t limit) {
-  s->limit = limit ? limit : 1;
+  s->limit = limit == 0 ? 1 : limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
 }
 
 corio_stream *corio__stream_check(lua_State *L, int idx, const char *op) {
@@ -148,12 +183,32 @@ corio_stream *corio__stream_check(lua_State *L, int idx, const char *op) {
   return s;
 }
 
+static const char *sname(const corio_stream *s) { /* the name in messages; s may be NULL */
+  return s ? corio__stream_name(s) : DEFAULT_NAME;
+}
+
 static corio_stream *tostream(lua_State *L, int idx) {
   corio_box *b = luaL_checkudata(L, idx, CORIO_STREAM);
   return (corio_stream *)b->h;
 }
 
-/* ---- the input buffer ---------------------------------------------------------------------- */
+/* ---- the input buffer ----------------------------------------------------------------------
+ * A stream reads straight into its buffer, grown to SCRATCH free bytes (as libuv suggests),
+ * and frees the buffer once a reader has emptied it: an idle connection holds none. After a
+ * small read (a chatty connection: a request, a line, a child's short output) the next read
+ * goes into the thread's scratch block instead and only its bytes are kept, in a buffer of
+ * their size: no 64 KiB malloc and free per message, which made glibc grow and trim its heap
+ * (brk) twice per message. A large read switches the stream back to reading in place, which a
+ * bulk transfer needs: a block kept and reused was slower there (measured: the reader falls
+ * behind, and the socket's backlog is copied out of cache). */
+
+#define SMALL_READ 512
+
+static void drop_buffer(corio_stream *s) {
+  free(s->buf);
+  s->buf = NULL;
+  s->off = s->cap = 0;
+}
 
 /* Room for n more bytes after the buffered ones; 0 or UV_ENOBUFS. */
 static int reserve(corio_stream *s, size_t n) {
@@ -163,7 +218,7 @@ static int reserve(corio_stream *s, size_t n) {
     s->off = 0;
     return 0;
   }
-  size_t cap = s->cap ? s->cap : 256;
+  size_t cap = s->len == 0 && n < SCRATCH ? n : s->cap ? s->cap : 256; /* exact for kept bytes */
   while (cap < s->len + n) cap *= 2;
   char *p = malloc(cap);
   if (!p) return UV_ENOBUFS;
@@ -184,17 +239,13 @@ static void consume(lua_State *L, corio_stream *s, size_t n, size_t push) {
   s->off += n;
   s->len -= n;
   s->scan = 0;
-  if (s->len == 0) {
-    free(s->buf);
-    s->buf = NULL;
-    s->off = s->cap = 0;
-  }
-  if (s->len < 2 * s->limit && !s->reading && !s->rerr && (s->rd.task || s->len > 0))
+  if (s->len == 0) drop_buffer(s);
+  if (s->len < 2 * (size_t)s->limit && !s->reading && !s->rerr && (s->rd.task || s->len > 0))
     start_reading(s);
 }
 
 static int want_more(const corio_stream *s) {
-  size_t full = 2 * s->limit;
+  size_t full = 2 * (size_t)s->limit;
   if (s->need > full) full = s->need;
   return s->len < full;
 }
@@ -206,10 +257,10 @@ static void on_input(corio_stream *s) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   corio_stream *s = container_of(h, corio_stream, u.handle);
   (void)suggested;
-  /* Read straight into the stream's buffer (grown to 64 KiB free); if that fails, into the
-   * scratch block, whose bytes read_cb copies. read_cb frees an empty buffer again, so an idle
-   * connection holds none. */
-  if (reserve(s, SCRATCH) == 0)
+  /* Read straight into the stream's buffer (grown to 64 KiB free); after a small read, or if
+   * that fails, into the scratch block, whose bytes read_cb copies into a buffer of their size.
+   * read_cb frees an empty buffer, so an idle connection holds none. */
+  if ((s->len > 0 || !s->chatty) && reserve(s, SCRATCH) == 0)
     *buf = uv_buf_init(s->buf + s->off + s->len, (unsigned)(s->cap - s->off - s->len));
   else
     *buf = uv_buf_init(scratch, SCRATCH);
@@ -218,6 +269,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   corio_stream *s = container_of(st, corio_stream, u.stream);
   if (nread > 0) {
+    s->chatty = nread <= SMALL_READ;
     if (buf->base == scratch) {
       if (reserve(s, (size_t)nread) != 0) {
         nread = UV_ENOBUFS;
@@ -229,12 +281,8 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       s->len += (size_t)nread;
     }
   }
-  if (s->len == 0 && s->buf) { /* nothing came (EAGAIN, the end, an error): hold no buffer */
-    free(s->buf);
-    s->buf = NULL;
-    s->off = s->cap = 0;
-  }
-  if (nread < 0) s->rerr = (int)nread;
+  if (s->len == 0 && s->buf) drop_buffer(s); /* nothing came (EAGAIN, the end, an error) */
+  if (nread < 0) s->rerr = (int16_t)nread;
   if (nread < 0 || !want_more(s)) {
     uv_read_stop(st);
     s->reading = 0;
@@ -250,12 +298,12 @@ static void fs_read_cb(uv_fs_t *req) {
   s->reading = 0;
   if (s->closing || s->base.closing || !s->base.box) {
     free(req);
-    s->fs = NULL;
+    s->u.file.fs = NULL;
     corio__box_close(&s->base);
     return;
   }
   if (n > 0) s->len += (size_t)n;
-  else s->rerr = n == 0 ? UV_EOF : (int)n;
+  else s->rerr = (int16_t)(n == 0 ? UV_EOF : n);
   on_input(s);
   if (!s->rerr && want_more(s) && (s->rd.task || 0)) start_reading(s);
 }
@@ -263,20 +311,20 @@ static void fs_read_cb(uv_fs_t *req) {
 static void start_reading(corio_stream *s) {
   if (s->reading || s->rerr || s->closing) return;
   if (s->kind == CORIO_STREAM_FILE) {
-    if (!s->fs && !(s->fs = malloc(sizeof *s->fs))) {
+    if (!s->u.file.fs && !(s->u.file.fs = malloc(sizeof *s->u.file.fs))) {
       s->rerr = UV_ENOMEM;
       return;
     }
     int r = reserve(s, SCRATCH);
     if (r) {
-      s->rerr = r;
+      s->rerr = (int16_t)r;
       return;
     }
     uv_buf_t b = uv_buf_init(s->buf + s->off + s->len, (unsigned)(s->cap - s->off - s->len));
-    s->fs->data = s;
-    r = uv_fs_read(s->u.handle.loop, s->fs, s->fd, &b, 1, -1, fs_read_cb);
+    s->u.file.fs->data = s;
+    r = uv_fs_read(s->u.handle.loop, s->u.file.fs, s->u.file.fd, &b, 1, -1, fs_read_cb);
     if (r < 0) {
-      s->rerr = r;
+      s->rerr = (int16_t)r;
       return;
     }
     s->fs_busy = 1;
@@ -284,7 +332,7 @@ static void start_reading(corio_stream *s) {
     return;
   }
   int r = uv_read_start(&s->u.stream, alloc_cb, read_cb);
-  if (r < 0) s->rerr = r;
+  if (r < 0) s->rerr = (int16_t)r;
   else s->reading = 1;
 }
 
@@ -310,7 +358,7 @@ static int ended(lua_State *L, corio_stream *s, int op) {
     lua_pushnil(L);
     return 1;
   }
-  return corio__fail(L, OP_NAMES[op], s->name, s->rerr);
+  return corio__fail(L, OP_NAMES[op], sname(s), s->rerr);
 }
 
 static size_t find(const corio_stream *s, const char *sep, size_t seplen, size_t from) {
@@ -349,7 +397,7 @@ static int try_read(lua_State *L, corio_stream *s, int op) {
         if (s->rerr != UV_EOF) return ended(L, s, op);
         lua_pushfstring(L, "end of stream after %I of %I bytes (they stay buffered)",
                         (lua_Integer)s->len, (lua_Integer)n);
-        return fail_code(L, "read_exactly", s->name, "EOF", lua_tostring(L, -1));
+        return fail_code(L, "read_exactly", sname(s), "EOF", lua_tostring(L, -1));
       }
       s->need = n;
       return -1;
@@ -374,9 +422,9 @@ static int try_read(lua_State *L, corio_stream *s, int op) {
       if (at != (size_t)-1 || s->len >= max) {
         lua_pushfstring(L, "separator not found within the limit of %I bytes (the data stays "
                         "buffered)", (lua_Integer)max);
-        return fail_code(L, OP_NAMES[op], s->name, "ELIMIT", lua_tostring(L, -1));
+        return fail_code(L, OP_NAMES[op], sname(s), "ELIMIT", lua_tostring(L, -1));
       }
-      s->scan = s->len;
+      s->scan = s->len > UINT32_MAX ? UINT32_MAX : (uint32_t)s->len;
       if (s->rerr) {
         if (s->len == 0 || s->rerr != UV_EOF) return ended(L, s, op);
         if (op == OP_LINE) { /* the last line has no newline: return it as it is */
@@ -385,7 +433,7 @@ static int try_read(lua_State *L, corio_stream *s, int op) {
         }
         lua_pushfstring(L, "end of stream before the separator (%I bytes stay buffered)",
                         (lua_Integer)s->len);
-        return fail_code(L, "read_until", s->name, "EOF", lua_tostring(L, -1));
+        return fail_code(L, "read_until", sname(s), "EOF", lua_tostring(L, -1));
       }
       return -1;
     }
@@ -415,9 +463,9 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   int op = (int)ctx;
   corio_stream *s = tostream(L, 1);
   (void)status;
-  if (!s || s->closing) return corio__fail(L, OP_NAMES[op], s ? s->name : "stream", UV_ECANCELED);
+  if (!s || s->closing) return corio__fail(L, OP_NAMES[op], sname(s), UV_ECANCELED);
   lua_settop(L, op == OP_UNTIL ? 3 : 2);
-  if (s->rd.status < 0) return corio__fail(L, OP_NAMES[op], s->name, s->rd.status);
+  if (s->rd.status < 0) return corio__fail(L, OP_NAMES[op], sname(s), s->rd.status);
   int r = try_read(L, s, op);
   if (r >= 0) return r;
   return read_wait(L, s, op);
@@ -426,7 +474,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 static corio_stream *check_reader(lua_State *L, const char *op) {
   corio_stream *s = corio__stream_check(L, 1, op);
   if (corio__waiter_busy(&s->rd))
-    luaL_error(L, "%s %s: busy: another task is reading this stream", op, s->name);
+    luaL_error(L, "%s %s: busy: another task is reading this stream", op, sname(s));
   return s;
 }
 
@@ -494,8 +542,8 @@ static void write_cb(uv_write_t *req, int status) {
   corio_stream *s = req->data;
   s->queued -= w->len;
   free(w);
-  if (status < 0 && !s->werr) s->werr = status;
-  if (s->wr.task && (s->queued <= s->wake_at || s->werr))
+  if (status < 0 && !s->werr) s->werr = (int16_t)status;
+  if (s->wr.task && (s->queued <= (s->draining ? 0 : DEFAULT_HIGH / 2) || s->werr))
     corio__waiter_wake(s->rt, &s->wr, s->werr);
 }
 
@@ -506,7 +554,7 @@ static int queue_write(corio_stream *s, const char *data, size_t n) {
     while (n > 0) {
       uv_buf_t b = uv_buf_init((char *)data, (unsigned)(n > (1u << 30) ? 1u << 30 : n));
       uv_fs_t req;
-      int r = uv_fs_write(NULL, &req, s->fd, &b, 1, -1, NULL);
+      int r = uv_fs_write(NULL, &req, s->u.file.fd, &b, 1, -1, NULL);
       uv_fs_req_cleanup(&req);
       if (r < 0) return r;
       data += r;
@@ -543,9 +591,8 @@ static int queue_write(corio_stream *s, const char *data, size_t n) {
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
   corio_stream *s = tostream(L, 1);
   (void)status;
-  if (!s || s->closing) return corio__fail(L, (const char *)ctx, s ? s->name : "stream",
-                                           UV_ECANCELED);
-  if (s->wr.status < 0) return corio__fail(L, (const char *)ctx, s->name, s->wr.status);
+  if (!s || s->closing) return corio__fail(L, (const char *)ctx, sname(s), UV_ECANCELED);
+  if (s->wr.status < 0) return corio__fail(L, (const char *)ctx, sname(s), s->wr.status);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -553,8 +600,8 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static corio_stream *check_writer(lua_State *L, const char *op) {
   corio_stream *s = corio__stream_check(L, 1, op);
   if (corio__waiter_busy(&s->wr))
-    luaL_error(L, "%s %s: busy: another task is writing to this stream", op, s->name);
-  if (s->shut) luaL_error(L, "%s %s: the stream's write side is closed", op, s->name);
+    luaL_error(L, "%s %s: busy: another task is writing to this stream", op, sname(s));
+  if (s->shut) luaL_error(L, "%s %s: the stream's write side is closed", op, sname(s));
   return s;
 }
 
@@ -565,19 +612,19 @@ static int stream_write(lua_State *L) {
   corio_stream *s = check_writer(L, "write");
   size_t n;
   const char *data = luaL_checklstring(L, 2, &n);
-  if (s->werr) return corio__fail(L, "write", s->name, s->werr);
+  if (s->werr) return corio__fail(L, "write", sname(s), s->werr);
   /* Check before anything is queued: raising after would leave the data half sent. */
-  if (s->queued + n > s->high) corio__check_suspend(L, "write");
+  if (s->queued + n > DEFAULT_HIGH) corio__check_suspend(L, "write");
   int r = n ? queue_write(s, data, n) : 0;
   if (r < 0) {
-    s->werr = r;
-    return corio__fail(L, "write", s->name, r);
+    s->werr = (int16_t)r;
+    return corio__fail(L, "write", sname(s), r);
   }
-  if (s->queued <= s->high) {
+  if (s->queued <= DEFAULT_HIGH) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  s->wake_at = s->high / 2;
+  s->draining = 0;
   lua_settop(L, 1);
   return corio__waiter_await(L, &s->wr, "write", write_k, (lua_KContext) "write");
 }
@@ -586,14 +633,14 @@ static int stream_write(lua_State *L) {
 static int stream_drain(lua_State *L) {
   corio_stream *s = corio__stream_check(L, 1, "drain");
   if (corio__waiter_busy(&s->wr))
-    return luaL_error(L, "drain %s: busy: another task is writing to this stream", s->name);
-  if (s->werr) return corio__fail(L, "drain", s->name, s->werr);
+    return luaL_error(L, "drain %s: busy: another task is writing to this stream", sname(s));
+  if (s->werr) return corio__fail(L, "drain", sname(s), s->werr);
   if (s->queued == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
   corio__check_suspend(L, "drain");
-  s->wake_at = 0;
+  s->draining = 1;
   lua_settop(L, 1);
   return corio__waiter_await(L, &s->wr, "drain", write_k, (lua_KContext) "drain");
 }
@@ -611,8 +658,8 @@ static int stream_close_write(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  int r = uv_shutdown(&s->req.shutdown, &s->u.stream, half_close_cb);
-  if (r < 0) return corio__fail(L, "close_write", s->name, r);
+  int r = start_shutdown(s, half_close_cb);
+  if (r < 0) return corio__fail(L, "close_write", sname(s), r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -646,38 +693,12 @@ static int stream_gc(lua_State *L) {
 
 /* ---- options and names --------------------------------------------------------------------- */
 
-/* s:set_nodelay([on=true]) -> true | nil, msg, code (TCP only; others: true, no effect) */
-static int stream_set_nodelay(lua_State *L) {
-  corio_stream *s = corio__stream_check(L, 1, "set_nodelay");
-  int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
-  if (s->kind == CORIO_STREAM_TCP) {
-    int r = uv_tcp_nodelay(&s->u.tcp, on);
-    if (r < 0) return corio__fail(L, "set_nodelay", s->name, r);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* s:set_keepalive([on=true [, delay_seconds=60]]) -> true | nil, msg, code */
-static int stream_set_keepalive(lua_State *L) {
-  corio_stream *s = corio__stream_check(L, 1, "set_keepalive");
-  int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
-  lua_Integer delay = luaL_optinteger(L, 3, 60);
-  luaL_argcheck(L, delay > 0, 3, "delay must be positive");
-  if (s->kind == CORIO_STREAM_TCP) {
-    int r = uv_tcp_keepalive(&s->u.tcp, on, (unsigned)delay);
-    if (r < 0) return corio__fail(L, "set_keepalive", s->name, r);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* s:_set_limit(n): read_until's default limit (net.lua passes connect's and serve's option). */
 static int stream_set_limit(lua_State *L) {
   corio_stream *s = corio__stream_check(L, 1, "set_limit");
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n > 0, 2, "limit must be positive");
-  s->limit = (size_t)n;
+  corio__stream_set_limit(s, (size_t)n);
   return 0;
 }
 
@@ -693,7 +714,7 @@ static int stream_index(lua_State *L) {
     if (strcmp(k, "peer") == 0) return corio__stream_push_name(L, s, 1), 1;
     if (strcmp(k, "sockname") == 0) return corio__stream_push_name(L, s, 0), 1;
     if (strcmp(k, "limit") == 0) return lua_pushinteger(L, (lua_Integer)s->limit), 1;
-    if (strcmp(k, "name") == 0) return lua_pushstring(L, s->name), 1;
+    if (strcmp(k, "name") == 0) return lua_pushstring(L, sname(s)), 1;
   }
   if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, !s || s->closing), 1;
   return 1; /* the nil from the method table */
@@ -701,7 +722,7 @@ static int stream_index(lua_State *L) {
 
 static int stream_tostring(lua_State *L) {
   corio_stream *s = tostream(L, 1);
-  if (s && !s->closing) lua_pushfstring(L, "corio.net.Stream (%s)", s->name);
+  if (s && !s->closing) lua_pushfstring(L, "corio.net.Stream (%s)", sname(s));
   else lua_pushliteral(L, "corio.net.Stream (closed)");
   return 1;
 }
@@ -718,8 +739,8 @@ static const luaL_Reg stream_methods[] = {
   {"close_write", stream_close_write},
   {"close", stream_close},
   {"abort", stream_abort},
-  {"set_nodelay", stream_set_nodelay},
-  {"set_keepalive", stream_set_keepalive},
+  {"set_nodelay", corio__stream_set_nodelay},
+  {"set_keepalive", corio__stream_set_keepalive},
   {"_set_limit", stream_set_limit},
   {NULL, NULL}
 };

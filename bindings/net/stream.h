@@ -48,7 +48,8 @@ corio_stream *corio__stream_new(lua_State *L, corio_stream_kind kind, int arg, i
  * CORIO_STREAM_FILE. */
 uv_stream_t *corio__stream_uv(corio_stream *s);
 
-/* The name shown in error messages ("read 127.0.0.1:80: connection reset by peer"). */
+/* The name shown in error messages ("read 127.0.0.1:80: connection reset by peer"); NULL
+ * for the default, "stream". */
 void corio__stream_set_name(corio_stream *s, const char *name);
 
 /* read_until's and read_line's default limit (bytes); reading pauses at twice that buffered. */

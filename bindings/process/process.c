@@ -1,11 +1,13 @@
-/* Subprocesses: uv_spawn with corio.net streams as pipes, each child the leader of its own
- * process group so that terminating it takes its descendants along. Lua module
- * "corio._process": spawn, getpid; corio.process.Handle: wait, kill, terminate, close.
- * Policy (options, communicate, run, errors) is scripts/corio/process.lua.
+/* Subprocesses with corio.net streams as pipes, each child the leader of its own process group
+ * so that terminating it takes its descendants along. Lua module "corio._process": spawn,
+ * getpid; corio.process.Handle: wait, kill, terminate, close. How a child starts and how its
+ * exit is seen is spawn.c; policy (options, communicate, run, errors) is
+ * scripts/corio/process.lua.
  *
- * Reaping: libuv reaps only children whose uv_process_t is open, so the handle stays open until
- * the exit callback. Whatever happens to the Lua side (close, garbage collection) the child is
- * either waited for by libuv or killed and reaped here: no zombie is left behind. */
+ * Reaping: the loop reaps a child only while its handle (a pidfd's poll, or libuv's
+ * uv_process_t) is open, so the handle stays open until the exit. Whatever happens to the Lua
+ * side (close, garbage collection) the child is either reaped by the loop or killed and reaped
+ * here: no zombie is left behind. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,23 +18,9 @@
 
 #include "../corio_signal.h"
 #include "../net/stream.h"
+#include "process.h"
 
 #define HANDLE "corio.process.Handle"
-
-typedef struct pbox pbox;
-
-/* The C record: lives until libuv closed the handle, which is after the exit (or after a kill
- * and a reap done here). */
-typedef struct prec {
-  uv_process_t h;
-  corio_timer kill_timer; /* SIGKILL to the group when a termination takes too long */
-  corio_runtime *rt;
-  pbox *owner;            /* the userdata, NULL once collected */
-  int group;              /* the child leads its own process group (pgid == pid) */
-  int exited, closing, terminating;
-  double kill_after;
-  uint64_t kill_at;       /* uv_hrtime() when a termination turns to SIGKILL */
-} prec;
 
 /* The userdata: the exit status outlives the record. */
 struct pbox {
@@ -51,7 +39,7 @@ static void wait_describe(lua_State *L, corio_waiter *w, const char *op) {
 /* ---- the record ---------------------------------------------------------------------------- */
 
 static void rec_closed(uv_handle_t *h) {
-  prec *r = container_of(h, prec, h);
+  prec *r = container_of(h, prec, u.handle);
   if (r->owner) r->owner->rec = NULL;
   free(r);
 }
@@ -60,18 +48,21 @@ static void rec_close(prec *r) {
   if (r->closing) return;
   r->closing = 1;
   corio__timer_stop(r->rt, &r->kill_timer);
-  uv_close((uv_handle_t *)&r->h, rec_closed);
+  uv_close(&r->u.handle, rec_closed);
+  /* uv_close took the pidfd out of the loop's epoll set: it can go now, not a turn later */
+  if (r->pidfd >= 0) close(r->pidfd);
+  r->pidfd = -1;
 }
 
 /* Signal the child, or its whole group. 0 or a libuv error. */
 static int rec_kill(prec *r, int sig, int group) {
-  if (group && r->group) return kill(-r->h.pid, sig) == 0 ? 0 : UV_ESRCH;
+  if (group && r->group) return kill(-r->pid, sig) == 0 ? 0 : UV_ESRCH;
   if (r->exited) return UV_ESRCH;
-  return uv_process_kill(&r->h, sig);
+  return uv_kill(r->pid, sig); /* not reaped yet: the pid is still the child's */
 }
 
 static int group_alive(prec *r) {
-  return r->group && kill(-r->h.pid, 0) == 0;
+  return r->group && kill(-r->pid, 0) == 0;
 }
 
 /* After the leader exits, its descendants get no SIGCHLD of ours: poll the group this often
@@ -96,8 +87,7 @@ static void kill_timer_fire(corio_runtime *rt, corio_timer *t) {
   if (r->exited && !r->terminating) rec_close(r);
 }
 
-static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
-  prec *r = container_of(h, prec, h);
+void corio__process_exited(prec *r, int64_t status, int term_signal) {
   r->exited = 1;
   if (r->owner) {
     pbox *b = r->owner;
@@ -125,7 +115,7 @@ static void rec_destroy(prec *r, int force) {
   r->owner = NULL;
   if (r->closing || (r->terminating && !force)) return;
   if (!r->exited) {
-    int pid = r->h.pid;
+    int pid = r->pid;
     rec_kill(r, SIGKILL, 1);
     rec_kill(r, SIGKILL, 0);
     rec_close(r);
@@ -153,17 +143,12 @@ static char **string_array(lua_State *L, int idx) {
   return a;
 }
 
-enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_STDOUT };
-
 static int io_mode(lua_State *L, int idx, int fd) {
   static const char *const modes[] = {"inherit", "null", "pipe", "stdout", NULL};
   int m = luaL_checkoption(L, idx, "inherit", modes);
   if (m == IO_STDOUT && fd != 2) luaL_argerror(L, idx, "only stderr may be \"stdout\"");
   return m;
 }
-
-/* The child's descriptors past stderr that spawn's `fds` may name: 3 .. MAX_FD. */
-#define MAX_FD 15
 
 /* spawn's fds (a table at idx, or nil): child descriptor (3..MAX_FD) -> one of ours to
  * inherit, or "pipe". Raises on misuse; returns how many stdio entries the child needs. */
@@ -188,28 +173,25 @@ static int check_fds(lua_State *L, int idx) {
   return n;
 }
 
-/* Fill stdio[3..n-1] from the checked fds table at idx; each "pipe" becomes a two-way stream
- * stored in the table at out under its descriptor number. 0 or a libuv error (the streams
- * made so far are closed then). */
-static int open_fds(lua_State *L, int idx, int n, int out, uv_stdio_container_t *stdio,
-                    corio_stream **s) {
+/* Fill q's extra descriptors [3..q->nfd) from the checked fds table at idx; each "pipe"
+ * becomes a two-way stream stored in the table at out under its descriptor number (s[fd]).
+ * 0 or a libuv error (the streams made so far are closed then). */
+static int open_fds(lua_State *L, int idx, int out, spawn_req *q, corio_stream **s) {
   int err = 0;
-  for (int fd = 3; fd < n; fd++) {
-    stdio[fd].flags = UV_IGNORE;
+  for (int fd = 3; fd < q->nfd; fd++) {
+    q->extra_fd[fd] = -1;
     lua_rawgeti(L, idx, fd);
     if (lua_type(L, -1) == LUA_TNUMBER) {
-      stdio[fd].flags = UV_INHERIT_FD;
-      stdio[fd].data.fd = (int)lua_tointeger(L, -1);
+      q->extra_fd[fd] = (int)lua_tointeger(L, -1);
     } else if (lua_type(L, -1) == LUA_TSTRING) {
       s[fd] = corio__stream_new(L, CORIO_STREAM_PIPE, 0, &err);
       if (!s[fd]) {
         for (int i = 3; i < fd; i++)
-          if (s[i]) corio__stream_close(s[i], 1);
+          if (s[i]) corio__stream_close(s[i], 1), s[i] = NULL;
         lua_pop(L, 2);
         return err;
       }
-      stdio[fd].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-      stdio[fd].data.stream = corio__stream_uv(s[fd]);
+      q->extra_pipe[fd] = (uv_pipe_t *)corio__stream_uv(s[fd]);
       lua_rawseti(L, out, fd);
     }
     lua_pop(L, 1);
@@ -227,15 +209,19 @@ static int open_fds(lua_State *L, int idx, int n, int out, uv_stdio_container_t 
  * back as a table descriptor -> stream. */
 static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  int nstdio = check_fds(L, 9);
-  int mode[3];
-  for (int i = 0; i < 3; i++) mode[i] = io_mode(L, 4 + i, i);
-  int group = lua_toboolean(L, 7);
+  spawn_req q;
+  memset(&q, 0, sizeof q);
+  q.nfd = check_fds(L, 9);
+  for (int i = 0; i < 3; i++) q.mode[i] = io_mode(L, 4 + i, i);
+  q.group = lua_toboolean(L, 7);
   double kill_after = luaL_optnumber(L, 8, 5);
-  const char *cwd = luaL_optstring(L, 3, NULL);
-  char **argv = string_array(L, 1);
-  if (!argv[0]) return luaL_argerror(L, 1, "no command");
-  char **env = lua_isnoneornil(L, 2) ? NULL : (luaL_checktype(L, 2, LUA_TTABLE), string_array(L, 2));
+  q.cwd = luaL_optstring(L, 3, NULL);
+  q.argv = string_array(L, 1);
+  if (!q.argv[0]) return luaL_argerror(L, 1, "no command");
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    q.env = string_array(L, 2);
+  }
   corio_runtime *rt = corio__rt(L);
   corio__stream_class(L);
 
@@ -248,80 +234,47 @@ static int l_spawn(lua_State *L) {
   int hidx = lua_gettop(L);
   lua_newtable(L);
   corio_stream *s[MAX_FD + 1] = {NULL};
-  uv_stdio_container_t stdio[MAX_FD + 1];
-  int merged[2] = {-1, -1};
-  int err = open_fds(L, 9, nstdio, hidx + 1, stdio, s);
-  for (int i = 0; i < 3 && !err; i++) {
-    stdio[i].flags = UV_IGNORE;
-    if (mode[i] == IO_INHERIT) {
-      stdio[i].flags = UV_INHERIT_FD;
-      stdio[i].data.fd = i;
-    } else if (mode[i] == IO_PIPE) {
+  int err = open_fds(L, 9, hidx + 1, &q, s);
+  for (int i = 0; i < 3; i++) {
+    if (q.mode[i] == IO_PIPE && !err) {
       s[i] = corio__stream_new(L, CORIO_STREAM_PIPE, 0, &err);
-      if (!s[i]) break;
-      if (i == 1 && mode[2] == IO_STDOUT) {
-        /* one pipe for both: its write end is the child's fd 1 and fd 2 */
-        if ((err = uv_pipe(merged, 0, 0)) != 0) break;
-        if ((err = uv_pipe_open((uv_pipe_t *)corio__stream_uv(s[i]), merged[0])) != 0) break;
-        merged[0] = -1;
-        stdio[i].flags = UV_INHERIT_FD;
-        stdio[i].data.fd = merged[1];
-      } else {
-        stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-        stdio[i].data.stream = corio__stream_uv(s[i]);
-      }
-    } else if (mode[i] == IO_STDOUT) {
-      if (mode[1] == IO_PIPE) {
-        stdio[i].flags = UV_INHERIT_FD;
-        stdio[i].data.fd = merged[1];
-      } else if (mode[1] == IO_INHERIT) {
-        stdio[i].flags = UV_INHERIT_FD;
-        stdio[i].data.fd = 1;
-      } /* stdout to /dev/null: stderr too */
+      if (s[i]) q.pipe[i] = (uv_pipe_t *)corio__stream_uv(s[i]);
+    } else {
+      lua_pushboolean(L, 0);
     }
-    if (!s[i]) lua_pushboolean(L, 0);
   }
   prec *r = err ? NULL : calloc(1, sizeof *r);
   if (!err && !r) err = UV_ENOMEM;
   if (!err) {
-    uv_process_options_t o;
-    memset(&o, 0, sizeof o);
-    o.exit_cb = exit_cb;
-    o.file = argv[0];
-    o.args = argv;
-    o.env = env;
-    o.cwd = cwd;
-    o.flags = group ? UV_PROCESS_DETACHED : 0;
-    o.stdio_count = nstdio;
-    o.stdio = stdio;
+    int live;
     r->rt = rt;
-    r->group = group;
+    r->group = q.group;
     r->kill_after = kill_after;
     r->kill_timer.index = -1;
     r->kill_timer.fire = kill_timer_fire;
-    err = uv_spawn(corio__loop(rt), &r->h, &o);
+    r->pidfd = -1;
+    err = corio__process_start(r, &q, &live);
     if (err) {
-      r->exited = 1; /* never ran: nothing to reap */
-      rec_close(r);
+      r->exited = 1; /* never ran, or killed and reaped: nothing to wait for */
+      if (live) rec_close(r);
+      else free(r);
     }
   }
-  if (merged[0] >= 0) close(merged[0]);
-  if (merged[1] >= 0) close(merged[1]); /* the child has its copies */
   if (err) {
-    for (int i = 0; i < nstdio; i++)
+    for (int i = 0; i < q.nfd; i++)
       if (s[i]) corio__stream_close(s[i], 1);
-    return corio__fail(L, "spawn", argv[0], err);
+    return corio__fail(L, "spawn", q.argv[0], err);
   }
   r->owner = b;
   b->rec = r;
-  b->pid = r->h.pid;
-  b->group = group;
+  b->pid = r->pid;
+  b->group = q.group;
   static const char *const names[] = {"stdin", "stdout", "stderr"};
-  for (int i = 0; i < nstdio; i++) {
+  for (int i = 0; i < q.nfd; i++) {
     if (!s[i]) continue;
     char name[112];
-    if (i < 3) snprintf(name, sizeof name, "%.60s (pid %d) %s", argv[0], b->pid, names[i]);
-    else snprintf(name, sizeof name, "%.60s (pid %d) fd %d", argv[0], b->pid, i);
+    if (i < 3) snprintf(name, sizeof name, "%.60s (pid %d) %s", q.argv[0], b->pid, names[i]);
+    else snprintf(name, sizeof name, "%.60s (pid %d) fd %d", q.argv[0], b->pid, i);
     corio__stream_set_name(s[i], name);
   }
   lua_rotate(L, hidx + 1, -1); /* handle, s0, s1, s2, pipes */

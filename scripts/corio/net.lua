@@ -196,16 +196,13 @@ end
 
 local Server = {__name = "corio.net.Server"}
 Server.__index = Server
+local WEAK_KEYS = {__mode = "k"}
 
--- Each connection: the handler runs with the stream; the stream is closed when it returns or
--- fails. An error is kept in the task and reported (with its traceback) like any task's.
-local function run_client(srv, s)
-  local guard <close> = setmetatable({}, {__close = function()
-    srv._clients[s] = nil
-    s:close()
-  end})
-  srv._handler(s)
-end
+-- Each connection runs the handler in a task that owns the stream: the stream is closed when
+-- the handler returns or fails (the task's entry holds it to-be-closed: no wrapper frame, which
+-- an idle connection would pay for). An error is kept in the task and reported (with its
+-- traceback) like any task's.
+local spawn_owning = require("corio.core")._spawn_owning
 
 local function accept_loop(srv)
   local l = srv._l
@@ -213,7 +210,7 @@ local function accept_loop(srv)
   while not l.closed do  -- server:close() may come before this task first runs
     local s, err, code = l:accept()
     if s then
-      srv._clients[s] = corio.spawn(run_client, srv, s)
+      srv._clients[s] = spawn_owning(srv._handler, s)
     elseif code == "ECANCELED" or l.closed then
       return
     else
@@ -242,8 +239,9 @@ function M.serve(handler, opts)
   end
   local l, err, code = C.listen(args)
   if not l then return nil, err, code end
-  local srv = setmetatable({_l = l, _clients = {}, _handler = handler, port = l.port,
-                            sockname = l.sockname, path = opts.path}, Server)
+  -- _clients: stream -> its handler's task. Weak keys: a closed stream nobody holds leaves it.
+  local srv = setmetatable({_l = l, _clients = setmetatable({}, WEAK_KEYS), _handler = handler,
+                            port = l.port, sockname = l.sockname, path = opts.path}, Server)
   srv._acceptor = corio.spawn(accept_loop, srv)
   srv._acceptor.name = "net.serve"  -- corio.pstree: "net.serve [...] accept tcp 127.0.0.1:80"
   return srv
@@ -280,7 +278,9 @@ end
 -- server:clients() -> number of open connections
 function Server:clients()
   local n = 0
-  for _ in pairs(self._clients) do n = n + 1 end
+  for s in pairs(self._clients) do
+    if not s.closed then n = n + 1 end
+  end
   return n
 end
 

@@ -15,6 +15,18 @@ local is_cancelled, is_timeout = corio.is_cancelled, corio.is_timeout
 local concat = table.concat
 
 local IO = {inherit = true, null = true, pipe = true}
+local STDIO = {"stdin", "stdout", "stderr"}
+
+-- The validated value of opts[name] (stdin, stdout or stderr), or its default.
+local function io_option(opts, name, defaults, fname)
+  local m = opts[name]
+  if m == nil then m = defaults[name] end
+  if not (IO[m] or (name == "stderr" and m == "stdout")) then
+    error(("%s: %s must be \"pipe\", \"inherit\" or \"null\"%s, got %s"):format(fname, name,
+      name == "stderr" and " or \"stdout\"" or "", tostring(m)), 5)
+  end
+  return m
+end
 
 -- Validate spawn's options; raises (misuse) with `fname` in the message.
 local function parse(opts, fname, defaults)
@@ -50,16 +62,9 @@ local function parse(opts, fname, defaults)
   if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
     error(("%s: cwd must be a string, got %s"):format(fname, type(opts.cwd)), 4)
   end
-  local io = {}
-  for _, name in ipairs {"stdin", "stdout", "stderr"} do
-    local m = opts[name]
-    if m == nil then m = defaults[name] end
-    if not (IO[m] or (name == "stderr" and m == "stdout")) then
-      error(("%s: %s must be \"pipe\", \"inherit\" or \"null\"%s, got %s"):format(fname, name,
-        name == "stderr" and " or \"stdout\"" or "", tostring(m)), 4)
-    end
-    io[name] = m
-  end
+  local sin = io_option(opts, "stdin", defaults, fname)
+  local sout = io_option(opts, "stdout", defaults, fname)
+  local serr = io_option(opts, "stderr", defaults, fname)
   local kill_after = opts.kill_after or 5
   if type(kill_after) ~= "number" or kill_after < 0 then
     error(("%s: kill_after must be a number of seconds >= 0"):format(fname), 4)
@@ -70,7 +75,7 @@ local function parse(opts, fname, defaults)
     error(("%s: fds must be a table {[3] = descriptor | \"pipe\", ...}, got %s"):format(fname,
       type(opts.fds)), 4)
   end
-  return argv, env, io, kill_after, group
+  return argv, env, sin, sout, serr, kill_after, group
 end
 
 local function spawn_failed(cmd, msg, code)
@@ -89,7 +94,7 @@ local Process = {__name = "corio.Process"}
 Process.__index = Process
 
 local function do_spawn(opts, fname, defaults)
-  local argv, env, io, kill_after, group = parse(opts, fname, defaults)
+  local argv, env, sin, sout, serr, kill_after, group = parse(opts, fname, defaults)
   local cmd = argv[1]
   if opts.cwd then
     local st, msg, code = fs.stat(opts.cwd)
@@ -100,12 +105,12 @@ local function do_spawn(opts, fname, defaults)
       return nil, ("spawn %s: cwd %s: not a directory"):format(cmd, opts.cwd), "ENOTDIR"
     end
   end
-  local h, pid, sin, sout, serr, pipes = C.spawn(argv, env, opts.cwd, io.stdin, io.stdout,
-    io.stderr, group, kill_after, opts.fds)
-  if not h then return spawn_failed(cmd, pid, sin) end
+  local h, pid, pin, pout, perr, pipes = C.spawn(argv, env, opts.cwd, sin, sout, serr, group,
+    kill_after, opts.fds)
+  if not h then return spawn_failed(cmd, pid, pin) end
   return setmetatable({
     _h = h, pid = pid, args = argv,
-    stdin = sin or nil, stdout = sout or nil, stderr = serr or nil, fds = pipes,
+    stdin = pin or nil, stdout = pout or nil, stderr = perr or nil, fds = pipes,
   }, Process)
 end
 
@@ -147,20 +152,39 @@ function Process:terminate()
   self._h:terminate()
 end
 
-local function drain(stream, into)
+-- Read a stream to its end: the bytes | nil, msg, code.
+local function collect(stream)
+  local parts, n = {}, 0
   while true do
     local data, msg, code = stream:read(65536)
     if data == nil then
       if msg then return nil, msg, code end
-      return true
+      return n == 1 and parts[1] or concat(parts)
     end
-    into[#into + 1] = data
+    n = n + 1
+    parts[n] = data
   end
 end
 
+-- Write the input, then close stdin: true | nil, msg, code. A child that exits without
+-- reading all of its input is not an error (EPIPE).
+local function feed(stdin, input)
+  local ok, msg, code = true, nil, nil
+  if input and #input > 0 then
+    ok, msg, code = stdin:write(input)
+    if not ok and (code == "EPIPE" or code == "ECANCELED") then ok = true end
+  end
+  stdin:close()
+  if not ok then return nil, msg, code end
+  return true
+end
+
+-- Up to this much input is queued by write without waiting (the stream's high-water mark).
+local WRITE_AT_ONCE = 65536
+
 local function close_streams(self, abort)
-  for _, name in ipairs {"stdin", "stdout", "stderr"} do
-    local s = self[name]
+  for i = 1, 3 do
+    local s = self[STDIO[i]]
     if s then
       if abort then s:abort() else s:close() end
     end
@@ -168,6 +192,42 @@ local function close_streams(self, abort)
   if abort then
     for _, s in pairs(self.fds) do s:abort() end
   end
+end
+
+-- communicate's body. The common cases need no task besides the caller's: an input that the
+-- stream queues at once is written here, and one pipe is read here. A helper task writes a
+-- larger input, or reads stderr while this one reads stdout, so that no pipe fills while we
+-- wait on another (the pipe deadlock). Helpers are kept in self._helpers for a cancellation.
+-- Returns stdout, stderr, and the first failure's msg and code.
+local function talk(self, input)
+  local sin, sout, serr = self.stdin, self.stdout, self.stderr
+  local feeder, reader, fmsg, fcode, out, err, ok, msg, code
+  if sin then
+    if input and #input > WRITE_AT_ONCE then
+      feeder = corio.spawn(feed, sin, input)
+    else
+      ok, fmsg, fcode = feed(sin, input)
+    end
+  end
+  if sout and serr then
+    reader = corio.spawn(collect, serr)
+  end
+  if feeder or reader then self._helpers = {feeder, reader} end
+  if sout then
+    out, msg, code = collect(sout)
+    if out == nil and not fmsg then fmsg, fcode = msg, code end
+  end
+  if serr then
+    if reader then err, msg, code = reader:await() else err, msg, code = collect(serr) end
+    if err == nil and not fmsg then fmsg, fcode = msg, code end
+  end
+  if feeder then
+    ok, msg, code = feeder:await()
+    if not ok and not fmsg then fmsg, fcode = msg, code end
+  end
+  self._helpers = nil
+  self:wait()
+  return out, err, fmsg, fcode
 end
 
 -- p:communicate([input]) -> stdout, stderr (strings; nil for a stream that is not a pipe)
@@ -181,35 +241,23 @@ function Process:communicate(input)
   if input and not self.stdin then
     error("communicate: input needs stdin = \"pipe\"", 2)
   end
-  local out, err = self.stdout and {}, self.stderr and {}
-  local failure
-  local function note(ok, msg, code)
-    if not ok and not failure then failure = {msg, code} end
-  end
-  local jobs = {}
-  if self.stdin then
-    jobs[#jobs + 1] = function()
-      if input and #input > 0 then
-        local ok, msg, code = self.stdin:write(input)
-        -- a child that exits without reading all of its input is not an error (EPIPE)
-        if not ok and code ~= "EPIPE" and code ~= "ECANCELED" then note(ok, msg, code) end
-      end
-      self.stdin:close()
-    end
-  end
-  if out then jobs[#jobs + 1] = function() note(drain(self.stdout, out)) end end
-  if err then jobs[#jobs + 1] = function() note(drain(self.stderr, err)) end end
-  jobs[#jobs + 1] = function() self:wait() end
-  local ok, e = pcall(corio.gather, jobs)
+  local ok, out, err, msg, code = pcall(talk, self, input)
   if not ok then
+    local helpers = self._helpers
+    self._helpers = nil
+    if helpers then
+      for i = 1, 2 do
+        if helpers[i] then helpers[i]:cancel() end
+      end
+    end
     self._h:terminate()
     close_streams(self, true)
-    error(e, 0)
+    error(out, 0)
   end
   if self.stdout then self.stdout:close() end
   if self.stderr then self.stderr:close() end
-  if failure then return nil, failure[1], failure[2] end
-  return out and concat(out), err and concat(err)
+  if msg then return nil, msg, code end
+  return out, err
 end
 
 -- p:close(): close the pipes; a child still running is killed (its group with it) and reaped
@@ -271,7 +319,7 @@ function M.run(opts)
     p:close()
     return nil, err, ecode
   end
-  local xcode, sig = p:wait()
+  local xcode, sig = p.code, p.signal  -- communicate waited for the exit
   p:close()
   local res = {code = xcode, signal = sig, stdout = out, stderr = err}
   if opts.check and xcode ~= 0 then
