@@ -458,13 +458,24 @@ describe("corio.websocket", function()
       end)
     end)
 
-    pit("connects to a Python server: echo, its pings, its close", function()
+    -- Connect with opts to spec/fixtures/ws_server.py and run fn(ws); then ask the server to
+    -- close (code 4002) and stop it.
+    local function with_python_server(opts, fn)
       corio.run(function()
         local p <close> = assert(process.spawn {PY, FIXTURES .. "ws_server.py",
                                                 stdout = "pipe", stderr = "inherit"})
         local port = tonumber(assert(p.stdout:read_line()))
-        local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/",
-                                                 {protocols = {"chat"}}))
+        local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/", opts))
+        fn(ws)
+        assert(ws:send("close-me"))
+        assert.same({nil, 4002, "asked"}, {ws:receive()})
+        p:terminate()
+        p:wait()
+      end)
+    end
+
+    pit("connects to a Python server: echo, its pings, its close", function()
+      with_python_server({protocols = {"chat"}}, function(ws)
         assert.equal("chat", ws.protocol)
         assert(ws:send("héllo"))
         assert.same({"héllo", "text"}, {ws:receive()})
@@ -475,20 +486,11 @@ describe("corio.websocket", function()
         assert.equal("ping-me", (ws:receive()))  -- answered its ping meanwhile
         assert(ws:send("extensions?"))
         assert.equal("none", (ws:receive()))
-        assert(ws:send("close-me"))
-        assert.same({nil, 4002, "asked"}, {ws:receive()})
-        p:terminate()
-        p:wait()
       end)
     end)
 
     pit("offers permessage-deflate to a Python server with compress = true", function()
-      corio.run(function()
-        local p <close> = assert(process.spawn {PY, FIXTURES .. "ws_server.py",
-                                                stdout = "pipe", stderr = "inherit"})
-        local port = tonumber(assert(p.stdout:read_line()))
-        local ws <close> = assert(http.websocket("ws://127.0.0.1:" .. port .. "/",
-                                                 {compress = true}))
+      with_python_server({compress = true}, function(ws)
         assert(ws:send("extensions?"))
         assert.equal("permessage-deflate", (ws:receive()))
         -- the server keeps its compression context between messages: repeats inflate right
@@ -497,10 +499,6 @@ describe("corio.websocket", function()
           assert(ws:send(m))
           assert.equal(m, (ws:receive()))
         end
-        assert(ws:send("close-me"))
-        assert.same({nil, 4002, "asked"}, {ws:receive()})
-        p:terminate()
-        p:wait()
       end)
     end)
 
